@@ -1,0 +1,168 @@
+//! Content-defined chunking of a byte stream with FastCDC 2020.
+//!
+//! FastCDC's own `StreamCDC` copies its buffer down after every chunk; with
+//! 64 KiB chunks that is a memmove per chunk. We read large blocks instead,
+//! cut the whole block, and carry only the unfinished tail into the next block.
+
+use std::io::{self, Read};
+use std::ops::Range;
+
+use fastcdc::v2020::FastCDC;
+
+use crate::ChunkerParams;
+
+/// Smallest read block; always at least twice the maximum chunk size.
+const MIN_BLOCK: usize = 4 << 20;
+
+/// Splits streams into chunks whose boundaries depend only on content.
+#[derive(Clone, Debug)]
+pub struct Chunker {
+    params: ChunkerParams,
+    block: usize,
+}
+
+impl Chunker {
+    /// A chunker for these (validated) parameters.
+    pub fn new(params: ChunkerParams) -> Chunker {
+        let block = MIN_BLOCK.max(2 * params.max as usize);
+        Chunker { params, block }
+    }
+
+    /// The parameters this chunker cuts with.
+    pub fn params(&self) -> ChunkerParams {
+        self.params
+    }
+
+    /// Bytes of buffer one `split` call holds.
+    pub fn block_size(&self) -> usize {
+        self.block
+    }
+
+    /// Cut `data`, which is a whole stream, into chunk ranges.
+    pub fn cut_all(&self, data: &[u8]) -> Vec<Range<usize>> {
+        let p = self.params;
+        FastCDC::new(data, p.min as usize, p.avg as usize, p.max as usize)
+            .map(|c| c.offset..c.offset + c.length)
+            .collect()
+    }
+
+    /// Read `reader` to the end and call `batch(block, cuts)` for each block
+    /// of complete chunks, in stream order. Returns the bytes read.
+    ///
+    /// The boundaries are exactly those `cut_all` finds on the whole stream:
+    /// a cut found before the end of the buffer does not depend on what comes
+    /// after it, so only the last, unterminated chunk of a block is carried over.
+    pub fn split<R, E, F>(&self, mut reader: R, mut batch: F) -> Result<u64, E>
+    where
+        R: Read,
+        E: From<io::Error>,
+        F: FnMut(&[u8], &[Range<usize>]) -> Result<(), E>,
+    {
+        let mut buf = vec![0u8; self.block];
+        let mut filled = 0;
+        let mut total = 0u64;
+        loop {
+            let (n, eof) = fill(&mut reader, &mut buf[filled..])?;
+            filled += n;
+            total += n as u64;
+            if filled == 0 {
+                return Ok(total);
+            }
+            let mut cuts = self.cut_all(&buf[..filled]);
+            let carry = if eof { 0 } else { cuts.pop().map_or(0, |r| r.len()) };
+            if !cuts.is_empty() {
+                batch(&buf[..filled], &cuts)?;
+            }
+            if eof {
+                return Ok(total);
+            }
+            buf.copy_within(filled - carry..filled, 0);
+            filled = carry;
+        }
+    }
+}
+
+/// Read until `buf` is full or the stream ends; returns (bytes, reached end).
+fn fill<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+    let mut n = 0;
+    while n < buf.len() {
+        match reader.read(&mut buf[n..]) {
+            Ok(0) => return Ok((n, true)),
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((n, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn streamed(chunker: &Chunker, data: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        chunker
+            .split::<_, io::Error, _>(data, |block, cuts| {
+                out.extend(cuts.iter().map(|r| block[r.clone()].to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn streaming_matches_whole_buffer_cuts() {
+        let params = ChunkerParams::from_avg(16 << 10).unwrap();
+        let chunker = Chunker::new(params);
+        let data = pseudo_random(3 * chunker.block_size() + 12345, 9);
+        let whole: Vec<Vec<u8>> = chunker
+            .cut_all(&data)
+            .into_iter()
+            .map(|r| data[r].to_vec())
+            .collect();
+        assert_eq!(streamed(&chunker, &data), whole);
+    }
+
+    #[test]
+    fn empty_stream_has_no_chunks() {
+        let chunker = Chunker::new(ChunkerParams::default());
+        assert!(streamed(&chunker, &[]).is_empty());
+    }
+
+    #[test]
+    fn an_insertion_changes_few_chunks() {
+        let chunker = Chunker::new(ChunkerParams::from_avg(8 << 10).unwrap());
+        let a = pseudo_random(1 << 20, 3);
+        let mut b = a.clone();
+        b.splice(500_000..500_000, b"inserted".iter().copied());
+        let ca = streamed(&chunker, &a);
+        let cb = streamed(&chunker, &b);
+        let shared = cb.iter().filter(|c| ca.contains(c)).count();
+        assert!(shared + 3 >= cb.len(), "{shared} of {}", cb.len());
+    }
+
+    proptest! {
+        #[test]
+        fn chunks_concatenate_to_input(len in 0usize..200_000, seed in any::<u64>()) {
+            let chunker = Chunker::new(ChunkerParams { min: 1024, avg: 4096, max: 16384 });
+            let data = pseudo_random(len, seed);
+            let chunks = streamed(&chunker, &data);
+            prop_assert!(chunks.iter().all(|c| c.len() <= 16384 && !c.is_empty()));
+            prop_assert_eq!(chunks.concat(), data);
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Per-chunk compression. A chunk that does not shrink is stored raw.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::str::FromStr;
+
+/// How a repository compresses blobs; fixed at init.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Store every blob raw.
+    None,
+    /// zstd at this level (1..=22).
+    Zstd(i32),
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression::Zstd(3)
+    }
+}
+
+/// A compression setting that does not parse, or data that does not decompress.
+#[derive(Debug, thiserror::Error)]
+pub enum CompressionError {
+    /// `--compression` value not understood.
+    #[error("invalid compression {0:?}: expected none or zstd:N with N in 1..=22")]
+    Invalid(String),
+    /// Stored bytes that zstd rejects or that have the wrong length.
+    #[error("corrupt compressed data: {0}")]
+    Corrupt(String),
+}
+
+impl FromStr for Compression {
+    type Err = CompressionError;
+    fn from_str(s: &str) -> Result<Self, CompressionError> {
+        let bad = || CompressionError::Invalid(s.to_string());
+        match s.trim() {
+            "none" => Ok(Compression::None),
+            "zstd" => Ok(Compression::Zstd(3)),
+            t => {
+                let level: i32 = t
+                    .strip_prefix("zstd:")
+                    .ok_or_else(bad)?
+                    .parse()
+                    .map_err(|_| bad())?;
+                if (1..=22).contains(&level) {
+                    Ok(Compression::Zstd(level))
+                } else {
+                    Err(bad())
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Compression::None => f.write_str("none"),
+            Compression::Zstd(l) => write!(f, "zstd:{l}"),
+        }
+    }
+}
+
+impl serde::Serialize for Compression {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Compression {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+thread_local! {
+    // A zstd context per thread and level: creating one costs more than
+    // compressing a small chunk.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+impl Compression {
+    /// The compressed form of `raw`, or `None` when it would not be smaller
+    /// (then the blob is stored raw).
+    pub fn compress(&self, raw: &[u8]) -> Option<Vec<u8>> {
+        let Compression::Zstd(level) = *self else {
+            return None;
+        };
+        COMPRESSOR.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+                *slot = Some((level, zstd::bulk::Compressor::new(level).ok()?));
+            }
+            let (_, c) = slot.as_mut()?;
+            let out = c.compress(raw).ok()?;
+            (out.len() < raw.len()).then_some(out)
+        })
+    }
+}
+
+/// Decompress a zstd blob whose plain length is `raw_len`.
+pub fn decompress(stored: &[u8], raw_len: usize) -> Result<Vec<u8>, CompressionError> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(
+                zstd::bulk::Decompressor::new()
+                    .map_err(|e| CompressionError::Corrupt(e.to_string()))?,
+            );
+        }
+        let d = slot.as_mut().expect("just set");
+        let out = d
+            .decompress(stored, raw_len)
+            .map_err(|e| CompressionError::Corrupt(e.to_string()))?;
+        if out.len() != raw_len {
+            return Err(CompressionError::Corrupt(format!(
+                "expected {raw_len} bytes, got {}",
+                out.len()
+            )));
+        }
+        Ok(out)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parse_and_display_round_trip() {
+        for s in ["none", "zstd:1", "zstd:19"] {
+            assert_eq!(s.parse::<Compression>().unwrap().to_string(), s);
+        }
+        assert!("zstd:0".parse::<Compression>().is_err());
+        assert!("gzip".parse::<Compression>().is_err());
+    }
+
+    #[test]
+    fn incompressible_data_stays_raw() {
+        let data: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let c = Compression::Zstd(3);
+        if let Some(z) = c.compress(&data) {
+            assert!(z.len() < data.len());
+        }
+        assert!(Compression::None.compress(&data).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn compress_round_trips(data in proptest::collection::vec(0u8..4, 0..20_000), level in 1i32..6) {
+            let c = Compression::Zstd(level);
+            if let Some(z) = c.compress(&data) {
+                prop_assert_eq!(decompress(&z, data.len()).unwrap(), data);
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Content ids: the BLAKE3 hash of an object's plain bytes.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A 32-byte BLAKE3 hash naming a chunk, tree, pack, index segment or snapshot.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Id(pub [u8; 32]);
+
+impl Id {
+    /// Hash `data`.
+    pub fn of(data: &[u8]) -> Id {
+        Id(*blake3::hash(data).as_bytes())
+    }
+
+    /// Lower-case hex, 64 digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The first 8 hex digits, as shown to users.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..4])
+    }
+
+    /// The first 8 bytes as an integer, for compact in-memory filters.
+    pub fn prefix_u64(&self) -> u64 {
+        u64::from_le_bytes(self.0[..8].try_into().expect("8 bytes"))
+    }
+
+    /// Build an id from a 32-byte slice.
+    pub fn from_slice(bytes: &[u8]) -> Option<Id> {
+        Some(Id(bytes.try_into().ok()?))
+    }
+}
+
+/// A string that is not 64 hex digits.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid id {0:?}: expected 64 hex digits")]
+pub struct IdParseError(pub String);
+
+impl FromStr for Id {
+    type Err = IdParseError;
+    fn from_str(s: &str) -> Result<Id, IdParseError> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(|_| IdParseError(s.to_string()))?;
+        Ok(Id(out))
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Id({})", self.short())
+    }
+}
+
+impl serde::Serialize for Id {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Id {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Id, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        let id = Id::of(b"hello");
+        assert_eq!(id.to_hex().parse::<Id>().unwrap(), id);
+        assert_eq!(id.short().len(), 8);
+        assert!("xyz".parse::<Id>().is_err());
+    }
+}
