@@ -48,17 +48,22 @@ impl Chunker {
 
     /// Read `reader` to the end and call `batch(block, cuts)` for each block
     /// of complete chunks, in stream order. Returns the bytes read.
+    /// `size_hint` (the expected stream length) only sizes the buffer, so a
+    /// small file does not cost a full block.
     ///
     /// The boundaries are exactly those `cut_all` finds on the whole stream:
     /// a cut found before the end of the buffer does not depend on what comes
     /// after it, so only the last, unterminated chunk of a block is carried over.
-    pub fn split<R, E, F>(&self, mut reader: R, mut batch: F) -> Result<u64, E>
+    pub fn split<R, E, F>(&self, mut reader: R, size_hint: u64, mut batch: F) -> Result<u64, E>
     where
         R: Read,
         E: From<io::Error>,
         F: FnMut(&[u8], &[Range<usize>]) -> Result<(), E>,
     {
-        let mut buf = vec![0u8; self.block];
+        // One byte more than expected, so that a file of the expected size
+        // reaches end-of-file in the first fill.
+        let first = usize::try_from(size_hint.saturating_add(1)).unwrap_or(self.block);
+        let mut buf = vec![0u8; first.clamp(4096, self.block)];
         let mut filled = 0;
         let mut total = 0u64;
         loop {
@@ -69,7 +74,11 @@ impl Chunker {
                 return Ok(total);
             }
             let mut cuts = self.cut_all(&buf[..filled]);
-            let carry = if eof { 0 } else { cuts.pop().map_or(0, |r| r.len()) };
+            let carry = if eof {
+                0
+            } else {
+                cuts.pop().map_or(0, |r| r.len())
+            };
             if !cuts.is_empty() {
                 batch(&buf[..filled], &cuts)?;
             }
@@ -78,6 +87,11 @@ impl Chunker {
             }
             buf.copy_within(filled - carry..filled, 0);
             filled = carry;
+            if filled == buf.len() {
+                // The file outgrew its size hint and the buffer holds less
+                // than one maximal chunk: grow it so the next cut can finish.
+                buf.resize((2 * buf.len()).min(self.block.max(2 * filled)), 0);
+            }
         }
     }
 }
@@ -114,9 +128,19 @@ mod tests {
     }
 
     fn streamed(chunker: &Chunker, data: &[u8]) -> Vec<Vec<u8>> {
+        let a = streamed_with_hint(chunker, data, data.len() as u64);
+        assert_eq!(
+            a,
+            streamed_with_hint(chunker, data, 0),
+            "a wrong size hint changes nothing"
+        );
+        a
+    }
+
+    fn streamed_with_hint(chunker: &Chunker, data: &[u8], hint: u64) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         chunker
-            .split::<_, io::Error, _>(data, |block, cuts| {
+            .split::<_, io::Error, _>(data, hint, |block, cuts| {
                 out.extend(cuts.iter().map(|r| block[r.clone()].to_vec()));
                 Ok(())
             })

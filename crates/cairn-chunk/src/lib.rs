@@ -11,7 +11,7 @@
 //! let data = vec![7u8; 300_000];
 //! let chunker = Chunker::new(ChunkerParams::default());
 //! let mut total = 0;
-//! chunker.split(&data[..], |block, cuts| {
+//! chunker.split(&data[..], data.len() as u64, |block, cuts| {
 //!     for r in cuts { total += r.len(); let _id = Id::of(&block[r.clone()]); }
 //!     Ok::<(), std::io::Error>(())
 //! }).unwrap();
@@ -31,4 +31,4 @@ pub use compress::{Compression, CompressionError};
 pub use id::{Id, IdParseError};
 pub use params::{parse_size, ChunkerParams, ParamsError};
 pub use pipeline::{ChunkOut, FileChunker};
-pub use walk::{Entry, WalkError, WalkOptions, Walker};
+pub use walk::{Entry, PathMatcher, WalkError, WalkOptions, Walker};

@@ -80,6 +80,7 @@ impl FileChunker {
     pub fn chunk<R, E, S>(
         &self,
         reader: R,
+        size_hint: u64,
         claim: &(dyn Fn(&Id) -> bool + Sync),
         mut sink: S,
     ) -> Result<u64, E>
@@ -88,7 +89,7 @@ impl FileChunker {
         E: From<io::Error>,
         S: FnMut(ChunkOut) -> Result<(), E>,
     {
-        self.chunker.split(reader, |block, cuts| {
+        self.chunker.split(reader, size_hint, |block, cuts| {
             let outs: Vec<ChunkOut> = if cuts.len() == 1 {
                 vec![self.prepare(&block[cuts[0].clone()], claim)]
             } else {
@@ -114,19 +115,24 @@ mod tests {
             Chunker::new(ChunkerParams::from_avg(4096).unwrap()),
             Compression::Zstd(1),
         );
-        let block: Vec<u8> = (0..50_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let block: Vec<u8> = (0..50_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         let data = [block.clone(), block].concat();
         let seen = Mutex::new(HashSet::new());
         let claim = |id: &Id| seen.lock().unwrap().insert(*id);
         let mut outs = Vec::new();
         let n = fc
-            .chunk::<_, io::Error, _>(&data[..], &claim, |c| {
+            .chunk::<_, io::Error, _>(&data[..], 0, &claim, |c| {
                 outs.push(c);
                 Ok(())
             })
             .unwrap();
         assert_eq!(n as usize, data.len());
-        assert_eq!(outs.iter().map(|c| c.len as usize).sum::<usize>(), data.len());
+        assert_eq!(
+            outs.iter().map(|c| c.len as usize).sum::<usize>(),
+            data.len()
+        );
         let stored: HashSet<Id> = outs
             .iter()
             .filter(|c| c.stored.is_some())

@@ -49,13 +49,17 @@ pub enum WalkError {
     },
 }
 
-struct Excludes {
+/// Glob patterns matched like restic's excludes: a pattern without `/`
+/// matches a file name at any depth, one with `/` matches the relative path
+/// (a leading `/` anchors it at the root) or the absolute path.
+pub struct PathMatcher {
     names: GlobSet,
     paths: GlobSet,
 }
 
-impl Excludes {
-    fn new(patterns: &[String]) -> Result<Excludes, WalkError> {
+impl PathMatcher {
+    /// Compile the patterns.
+    pub fn new(patterns: &[String]) -> Result<PathMatcher, WalkError> {
         let mut names = GlobSetBuilder::new();
         let mut paths = GlobSetBuilder::new();
         for p in patterns {
@@ -84,21 +88,24 @@ impl Excludes {
                 reason: e.to_string(),
             })
         };
-        Ok(Excludes {
+        Ok(PathMatcher {
             names: build(names)?,
             paths: build(paths)?,
         })
     }
 
-    fn matches(&self, root: &Path, path: &Path) -> bool {
-        if path.file_name().is_some_and(|n| self.names.is_match(n)) {
+    /// Whether no pattern was given.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.paths.is_empty()
+    }
+
+    /// Whether `rel` (relative to the root), or `abs` when given, matches.
+    pub fn matches(&self, rel: &Path, abs: Option<&Path>) -> bool {
+        if rel.file_name().is_some_and(|n| self.names.is_match(n)) {
             return true;
         }
-        if self.paths.is_empty() {
-            return false;
-        }
-        let rel = path.strip_prefix(root).unwrap_or(path);
-        self.paths.is_match(rel) || self.paths.is_match(path)
+        !self.paths.is_empty()
+            && (self.paths.is_match(rel) || abs.is_some_and(|a| self.paths.is_match(a)))
     }
 }
 
@@ -106,7 +113,7 @@ impl Excludes {
 pub struct Walker {
     root: PathBuf,
     inner: walkdir::IntoIter,
-    excludes: Excludes,
+    excludes: PathMatcher,
 }
 
 impl Walker {
@@ -120,7 +127,7 @@ impl Walker {
         Ok(Walker {
             root: root.to_path_buf(),
             inner,
-            excludes: Excludes::new(&options.excludes)?,
+            excludes: PathMatcher::new(&options.excludes)?,
         })
     }
 }
@@ -146,7 +153,11 @@ impl Iterator for Walker {
                     }));
                 }
             };
-            if entry.depth() > 0 && self.excludes.matches(&self.root, entry.path()) {
+            let rel = entry
+                .path()
+                .strip_prefix(&self.root)
+                .unwrap_or(entry.path());
+            if entry.depth() > 0 && self.excludes.matches(rel, Some(entry.path())) {
                 if entry.file_type().is_dir() {
                     self.inner.skip_current_dir();
                 }
@@ -202,10 +213,25 @@ mod tests {
         fs::write(r.join("cache/big"), "c").unwrap();
         assert_eq!(
             names(r, &[]),
-            ["", "a", "b", "b/keep", "b/sub", "b/sub/x.log", "cache", "cache/big"]
+            [
+                "",
+                "a",
+                "b",
+                "b/keep",
+                "b/sub",
+                "b/sub/x.log",
+                "cache",
+                "cache/big"
+            ]
         );
-        assert_eq!(names(r, &["*.log", "/cache"]), ["", "a", "b", "b/keep", "b/sub"]);
-        assert_eq!(names(r, &["b/sub"]), ["", "a", "b", "b/keep", "cache", "cache/big"]);
+        assert_eq!(
+            names(r, &["*.log", "/cache"]),
+            ["", "a", "b", "b/keep", "b/sub"]
+        );
+        assert_eq!(
+            names(r, &["b/sub"]),
+            ["", "a", "b", "b/keep", "cache", "cache/big"]
+        );
     }
 
     #[test]

@@ -1,0 +1,172 @@
+//! Command-line arguments, as in SPEC.md.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// cairn: deduplicating snapshots of container volumes.
+#[derive(Parser, Debug)]
+#[command(name = "cairn", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Repository location (a local path). Default: $XDG_DATA_HOME/cairn/repo.
+    #[arg(long, global = true, env = "CAIRN_REPO", value_name = "LOCATION")]
+    pub repo: Option<String>,
+    /// Machine-readable output on stdout (one JSON document).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// More detail on stderr.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Directory for the local index cache. Default: $XDG_CACHE_HOME.
+    #[arg(long, global = true, env = "CAIRN_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a repository.
+    Init(InitArgs),
+    /// Snapshot one or more directory trees.
+    Backup(BackupArgs),
+    /// List snapshots.
+    Snapshots(FilterArgs),
+    /// List the tree of a snapshot.
+    Ls(LsArgs),
+    /// Restore a snapshot (or part of one) into a directory.
+    Restore(RestoreArgs),
+    /// Print a repository object as JSON.
+    Cat(CatArgs),
+    /// Sizes, dedup and compression ratios.
+    Stats(StatsArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ChunkArgs {
+    /// Minimum chunk size (K/M suffixes).
+    #[arg(long, value_name = "SIZE")]
+    pub chunk_min: Option<String>,
+    /// Average chunk size (K/M suffixes).
+    #[arg(long, value_name = "SIZE")]
+    pub chunk_avg: Option<String>,
+    /// Maximum chunk size (K/M suffixes).
+    #[arg(long, value_name = "SIZE")]
+    pub chunk_max: Option<String>,
+    /// Blob compression: zstd:N or none.
+    #[arg(long, value_name = "zstd:N|none")]
+    pub compression: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub chunk: ChunkArgs,
+}
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct FilterArgs {
+    /// Only this volume.
+    #[arg(long)]
+    pub volume: Option<String>,
+    /// Only snapshots with this tag (repeatable: all must match).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only this host.
+    #[arg(long)]
+    pub host: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Directories (or files) to back up.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Volume name. Default: the last component of the single PATH.
+    #[arg(long)]
+    pub volume: Option<String>,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Host name to record. Default: this machine's.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Snapshot whose unchanged files are not read again. Default: the latest
+    /// of the same volume, host and paths.
+    #[arg(long, value_name = "SNAP")]
+    pub parent: Option<String>,
+    /// Skip paths matching this glob (repeatable).
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// Read exclude globs from a file, one per line (# comments).
+    #[arg(long, value_name = "FILE")]
+    pub exclude_file: Vec<PathBuf>,
+    /// Do not cross into other filesystems.
+    #[arg(long)]
+    pub one_file_system: bool,
+    /// Read and chunk everything, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub chunk: ChunkArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Snapshot: id, prefix or `latest`.
+    pub snapshot: String,
+    /// Path inside the snapshot (default: the root).
+    pub path: Option<String>,
+    /// Show type, mode, size and mtime.
+    #[arg(long, short)]
+    pub long: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// SNAP or SNAP:SUBPATH.
+    #[arg(value_name = "SNAP[:SUBPATH]")]
+    pub snapshot: String,
+    /// Directory to restore into.
+    #[arg(long, value_name = "DIR")]
+    pub target: PathBuf,
+    /// Only restore paths matching this glob (repeatable).
+    #[arg(long = "include", value_name = "GLOB")]
+    pub includes: Vec<String>,
+    /// Do not restore paths matching this glob (repeatable).
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// Remove files in the target that the snapshot does not have.
+    #[arg(long)]
+    pub delete: bool,
+    /// Re-read restored files and check them against the snapshot.
+    #[arg(long)]
+    pub verify: bool,
+    /// Show what would be restored, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CatArgs {
+    /// config, snapshot or tree.
+    #[arg(value_parser = ["config", "snapshot", "tree"])]
+    pub kind: String,
+    /// Object id (snapshot: id, prefix or `latest`).
+    pub id: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Snapshots to count (default: all).
+    pub snapshots: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}

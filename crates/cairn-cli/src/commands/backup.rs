@@ -1,0 +1,173 @@
+//! `cairn init` and `cairn backup`.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use cairn_chunk::WalkOptions;
+use cairn_repo::backup::{self as engine, hostname, BackupOptions};
+use serde_json::json;
+
+use crate::args::{BackupArgs, Cli, InitArgs};
+use crate::location;
+use crate::output::{human_bytes, Out};
+
+pub fn init(cli: &Cli, out: &Out, args: &InitArgs) -> Result<u8> {
+    let loc = location::location(cli);
+    let config = location::config_from(&args.chunk)?;
+    location::init_at(&loc, &config)?;
+    if out.json {
+        out.json(&json!({ "repository": loc, "config": config }))?;
+    } else {
+        out.info(&format!(
+            "created cairn repository {} at {loc} (chunks {}/{}/{} bytes, compression {})",
+            config.id.short(),
+            config.chunker.min,
+            config.chunker.avg,
+            config.chunker.max,
+            config.compression
+        ));
+    }
+    Ok(0)
+}
+
+/// The volume name: the last component of the single path, or for Docker's
+/// `/var/lib/docker/volumes/NAME/_data` layout, NAME.
+fn default_volume(paths: &[PathBuf]) -> String {
+    let name = |p: &Path| -> String {
+        let last = p
+            .file_name()
+            .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned());
+        match last.as_deref() {
+            Some("_data") => p
+                .parent()
+                .and_then(Path::file_name)
+                .map_or_else(|| "_data".into(), |n| n.to_string_lossy().into_owned()),
+            Some(n) => n.to_string(),
+            None => "root".into(),
+        }
+    };
+    paths.iter().map(|p| name(p)).collect::<Vec<_>>().join("+")
+}
+
+fn read_exclude_files(files: &[PathBuf]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("exclude file {}", f.display()))?;
+        out.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    Ok(out)
+}
+
+fn absolute_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    paths
+        .iter()
+        .map(|p| {
+            std::fs::symlink_metadata(p).with_context(|| format!("{}", p.display()))?;
+            let abs = std::path::absolute(p).with_context(|| format!("{}", p.display()))?;
+            // Normalise away `.` and trailing slashes so parents match.
+            Ok(abs.components().collect::<PathBuf>())
+        })
+        .collect()
+}
+
+/// Open the repository, creating a missing local one with default settings.
+fn open_or_create(cli: &Cli, out: &Out, args: &BackupArgs) -> Result<cairn_repo::Repository> {
+    let loc = location::location(cli);
+    if !loc.contains("://") && !Path::new(&loc).exists() {
+        let config = location::config_from(&args.chunk)?;
+        location::init_at(&loc, &config)?;
+        eprintln!("created new repository at {loc}");
+        let _ = out;
+    }
+    location::open(cli)
+}
+
+pub fn backup(cli: &Cli, out: &Out, args: &BackupArgs) -> Result<u8> {
+    let paths = absolute_paths(&args.paths)?;
+    let mut excludes = args.excludes.clone();
+    excludes.extend(read_exclude_files(&args.exclude_file)?);
+    let repo = open_or_create(cli, out, args)?;
+    let mut opts = BackupOptions {
+        volume: args
+            .volume
+            .clone()
+            .unwrap_or_else(|| default_volume(&paths)),
+        host: args.host.clone().unwrap_or_else(hostname),
+        tags: args.tags.clone(),
+        paths,
+        parent: None,
+        walk: WalkOptions {
+            one_file_system: args.one_file_system,
+            excludes,
+        },
+        dry_run: args.dry_run,
+    };
+    opts.parent = match &args.parent {
+        Some(spec) => Some(repo.find_snapshot(spec, &cairn_repo::Filter::default())?),
+        None => engine::find_parent(&repo, &opts)?,
+    };
+    if out.verbose > 0 {
+        match &opts.parent {
+            Some((id, _)) => eprintln!("using parent snapshot {}", id.short()),
+            None => eprintln!("no parent snapshot: reading every file"),
+        }
+    }
+    let progress = out.bar(None, "backup");
+    let result = engine::backup(&repo, &opts, &progress);
+    progress.finish();
+    let outcome = result?;
+    let s = &outcome.snapshot.summary;
+    let id = outcome.snapshot_id.map(|i| i.to_hex());
+    if out.json {
+        out.json(&json!({
+            "snapshot_id": id,
+            "parent": outcome.snapshot.parent,
+            "volume": outcome.snapshot.volume,
+            "dry_run": args.dry_run,
+            "files_new": s.files_new,
+            "files_changed": s.files_changed,
+            "files_unmodified": s.files_unmodified,
+            "dirs": s.dirs,
+            "others": s.others,
+            "bytes_read": s.bytes_read,
+            "total_bytes": s.total_bytes,
+            "blobs_added": s.blobs_added,
+            "bytes_added": s.bytes_added,
+            "bytes_added_stored": s.bytes_added_stored,
+            "duration_s": s.duration_s,
+            "errors": outcome.problems,
+        }))?;
+    } else {
+        out.info(&format!(
+            "files: {} new, {} changed, {} unmodified; {} dirs; read {}, added {} ({} stored) in {:.2}s",
+            s.files_new,
+            s.files_changed,
+            s.files_unmodified,
+            s.dirs,
+            human_bytes(s.bytes_read),
+            human_bytes(s.bytes_added),
+            human_bytes(s.bytes_added_stored),
+            s.duration_s
+        ));
+        match &id {
+            Some(id) => println!("snapshot {id} saved"),
+            None => out.info("dry run: nothing was written"),
+        }
+    }
+    if outcome.problems.is_empty() {
+        Ok(0)
+    } else {
+        eprintln!(
+            "warning: {} file(s) could not be read consistently; the snapshot was saved without them or with the version read",
+            outcome.problems.len()
+        );
+        Ok(3)
+    }
+}

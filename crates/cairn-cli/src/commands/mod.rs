@@ -1,0 +1,40 @@
+//! One module per group of commands; each returns the process exit code.
+
+mod backup;
+mod inspect;
+mod restore;
+mod stats;
+
+use anyhow::Result;
+
+use crate::args::{Cli, Command, FilterArgs};
+use crate::output::Out;
+
+/// Run the parsed command line.
+pub fn run(cli: Cli) -> Result<u8> {
+    let out = Out {
+        json: cli.json,
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+    };
+    match &cli.command {
+        Command::Init(a) => backup::init(&cli, &out, a),
+        Command::Backup(a) => backup::backup(&cli, &out, a),
+        Command::Snapshots(a) => inspect::snapshots(&cli, &out, a),
+        Command::Ls(a) => inspect::ls(&cli, &out, a),
+        Command::Cat(a) => inspect::cat(&cli, &out, a),
+        Command::Restore(a) => restore::restore(&cli, &out, a),
+        Command::Stats(a) => stats::stats(&cli, &out, a),
+    }
+}
+
+impl FilterArgs {
+    /// As the repository's filter type.
+    pub fn filter(&self) -> cairn_repo::Filter {
+        cairn_repo::Filter {
+            volume: self.volume.clone(),
+            host: self.host.clone(),
+            tags: self.tags.clone(),
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! `cairn restore`.
+
+use anyhow::Result;
+use cairn_repo::restore::{self as engine, RestoreOptions};
+use serde_json::json;
+
+use super::inspect::split_spec;
+use crate::args::{Cli, RestoreArgs};
+use crate::location;
+use crate::output::{human_bytes, Out};
+
+pub fn restore(cli: &Cli, out: &Out, args: &RestoreArgs) -> Result<u8> {
+    let repo = location::open(cli)?;
+    let (spec, sub) = split_spec(&args.snapshot);
+    let (id, snap) = repo.find_snapshot(spec, &args.filter.filter())?;
+    let opts = RestoreOptions {
+        target: args.target.clone(),
+        includes: args.includes.clone(),
+        excludes: args.excludes.clone(),
+        delete: args.delete,
+        verify: args.verify,
+        dry_run: args.dry_run,
+    };
+    let progress = out.bar(Some(snap.summary.total_bytes), "restore");
+    let result = engine::restore(&repo, &id, &snap, sub.as_bytes(), &opts, &progress);
+    progress.finish();
+    let o = result?;
+    for e in &o.errors {
+        eprintln!("error: {e}");
+    }
+    if out.json {
+        out.json(&json!({
+            "snapshot_id": id.to_hex(),
+            "target": args.target,
+            "dry_run": args.dry_run,
+            "files_written": o.files_written,
+            "files_unchanged": o.files_unchanged,
+            "bytes_written": o.bytes_written,
+            "bytes_unchanged": o.bytes_unchanged,
+            "dirs": o.dirs,
+            "others": o.others,
+            "deleted": o.deleted,
+            "verified": o.verified,
+            "errors": o.errors,
+        }))?;
+    } else {
+        let verb = if args.dry_run {
+            "would restore"
+        } else {
+            "restored"
+        };
+        out.info(&format!(
+            "{verb} snapshot {} into {}: {} files written ({}), {} unchanged, {} dirs, {} other entries, {} deleted{}",
+            id.short(),
+            args.target.display(),
+            o.files_written,
+            human_bytes(o.bytes_written),
+            o.files_unchanged,
+            o.dirs,
+            o.others,
+            o.deleted,
+            if args.verify { format!(", {} verified", o.verified) } else { String::new() }
+        ));
+    }
+    if o.errors.is_empty() {
+        Ok(0)
+    } else {
+        eprintln!(
+            "error: {} path(s) could not be restored (listed above)",
+            o.errors.len()
+        );
+        Ok(1)
+    }
+}

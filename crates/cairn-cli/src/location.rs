@@ -1,0 +1,83 @@
+//! Finding and opening the repository named by `--repo`, `CAIRN_REPO`, or
+//! the default under `$XDG_DATA_HOME`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use cairn_chunk::{parse_size, ChunkerParams, Compression};
+use cairn_repo::{backend_for, Config, Repository};
+
+use crate::args::{ChunkArgs, Cli};
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from)
+}
+
+fn xdg(var: &str, fallback: &str) -> PathBuf {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| home().join(fallback), PathBuf::from)
+}
+
+/// The repository location the user asked for.
+pub fn location(cli: &Cli) -> String {
+    cli.repo.clone().unwrap_or_else(|| {
+        xdg("XDG_DATA_HOME", ".local/share")
+            .join("cairn/repo")
+            .display()
+            .to_string()
+    })
+}
+
+/// Where the local index cache lives.
+pub fn cache_root(cli: &Cli) -> PathBuf {
+    cli.cache_dir
+        .clone()
+        .unwrap_or_else(|| xdg("XDG_CACHE_HOME", ".cache"))
+}
+
+/// Open the repository, failing if it does not exist.
+pub fn open(cli: &Cli) -> Result<Repository> {
+    let loc = location(cli);
+    let backend = backend_for(&loc)?;
+    Ok(Repository::open(backend, Some(&cache_root(cli)))?)
+}
+
+/// A config from `--chunk-*` and `--compression`.
+pub fn config_from(args: &ChunkArgs) -> Result<Config> {
+    let size = |s: &Option<String>| -> Result<Option<u32>> {
+        s.as_deref()
+            .map(|v| {
+                let n = parse_size(v)?;
+                u32::try_from(n).with_context(|| format!("chunk size {v} is too large"))
+            })
+            .transpose()
+    };
+    let mut params = match size(&args.chunk_avg)? {
+        Some(avg) => ChunkerParams::from_avg(avg).unwrap_or(ChunkerParams {
+            min: avg / 4,
+            avg,
+            max: avg.saturating_mul(4),
+        }),
+        None => ChunkerParams::default(),
+    };
+    if let Some(min) = size(&args.chunk_min)? {
+        params.min = min;
+    }
+    if let Some(max) = size(&args.chunk_max)? {
+        params.max = max;
+    }
+    let params = params.validate()?;
+    let compression: Compression = match &args.compression {
+        Some(c) => c.parse()?,
+        None => Compression::default(),
+    };
+    Ok(Config::new(params, compression))
+}
+
+/// Create a local repository at `loc`.
+pub fn init_at(loc: &str, config: &Config) -> Result<()> {
+    backend_for(loc)?;
+    Repository::init_local(Path::new(loc), config)?;
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! How results reach the user: JSON on stdout with `--json`, text otherwise,
+//! and progress on stderr only when it is a terminal.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+/// Output settings from the global flags.
+#[derive(Clone, Copy)]
+pub struct Out {
+    pub json: bool,
+    pub quiet: bool,
+    pub verbose: u8,
+}
+
+impl Out {
+    /// Print a JSON document on stdout.
+    pub fn json<T: Serialize>(&self, value: &T) -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string_pretty(value)?);
+        Ok(())
+    }
+
+    /// An informational line on stderr, unless quiet.
+    pub fn info(&self, msg: &str) {
+        if !self.quiet {
+            eprintln!("{msg}");
+        }
+    }
+
+    /// A progress bar counting bytes, if stderr is a terminal.
+    pub fn bar(&self, total: Option<u64>, what: &str) -> Progress {
+        let show = !self.quiet && std::io::stderr().is_terminal();
+        let bar = show.then(|| {
+            let bar = match total {
+                Some(t) => ProgressBar::new(t),
+                None => ProgressBar::new_spinner(),
+            };
+            let template = if total.is_some() {
+                "{msg} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
+            } else {
+                "{msg} [{elapsed_precise}] {bytes} {bytes_per_sec} {pos_files}"
+            };
+            bar.set_style(
+                ProgressStyle::with_template(&template.replace("{pos_files}", ""))
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_message(what.to_string());
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            bar
+        });
+        Progress {
+            bar,
+            quiet: self.quiet,
+            entries: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Progress on stderr; problems always printed (one line each).
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    entries: AtomicU64,
+}
+
+impl Progress {
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+
+    fn line(&self, msg: &str) {
+        match &self.bar {
+            Some(b) => b.suspend(|| eprintln!("{msg}")),
+            None => eprintln!("{msg}"),
+        }
+    }
+}
+
+impl cairn_repo::backup::Progress for Progress {
+    fn read_bytes(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(n);
+        }
+    }
+    fn entry_done(&self) {
+        self.entries.fetch_add(1, Ordering::Relaxed);
+    }
+    fn problem(&self, msg: &str) {
+        let _ = self.quiet;
+        self.line(&format!("warning: {msg}"));
+    }
+}
+
+impl cairn_repo::restore::RestoreProgress for Progress {
+    fn bytes(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(n);
+        }
+    }
+}
+
+/// Bytes in binary units, as humans read them.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

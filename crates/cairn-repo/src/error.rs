@@ -1,0 +1,125 @@
+//! The repository's error type: every variant names the path, key or id it is about.
+
+use std::path::PathBuf;
+
+use cairn_chunk::Id;
+
+/// Anything that can go wrong reading or writing a repository.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The location exists but holds no repository config.
+    #[error("{0}: not a cairn repository (no config file); create one with `cairn init`")]
+    NotARepository(String),
+    /// The location does not exist.
+    #[error("{0}: repository does not exist; create it with `cairn init`")]
+    NoRepository(String),
+    /// `init` on a location that already holds something.
+    #[error("{0}: already exists and is not empty; refusing to create a repository there")]
+    NotEmpty(String),
+    /// Written by a newer cairn.
+    #[error("{location}: repository format version {found} is newer than this cairn supports ({supported}); upgrade cairn")]
+    NewerFormat {
+        /// Repository location.
+        location: String,
+        /// Version in the config.
+        found: u32,
+        /// Highest version we read.
+        supported: u32,
+    },
+    /// A backend operation failed.
+    #[error("{key}: {source}")]
+    Backend {
+        /// Repository key (`packs/ab/abcd…`) or local path.
+        key: String,
+        /// Underlying I/O error.
+        source: std::io::Error,
+    },
+    /// Stored data that fails verification.
+    #[error("{what} {id}: {reason}")]
+    Corrupt {
+        /// Kind of object: pack, blob, tree, index segment, snapshot, config.
+        what: &'static str,
+        /// Its id or key.
+        id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A blob the index does not know.
+    #[error("blob {0} is not in the index (missing pack?); run `cairn check`")]
+    MissingBlob(Id),
+    /// No snapshot matches a selector.
+    #[error("no snapshot matches {0:?}")]
+    NoSnapshot(String),
+    /// A prefix that matches several snapshots.
+    #[error("snapshot id {prefix:?} is ambiguous: matches {candidates}")]
+    Ambiguous {
+        /// The prefix given.
+        prefix: String,
+        /// Short ids of the matches.
+        candidates: String,
+    },
+    /// A snapshot selector that is neither `latest` nor hex of length >= 4.
+    #[error(
+        "invalid snapshot id {0:?}: use `latest`, a full id or a prefix of at least 4 hex digits"
+    )]
+    BadSnapshotId(String),
+    /// A path inside a snapshot that does not exist.
+    #[error("{path}: no such path in snapshot {snapshot}")]
+    NoSuchPath {
+        /// Path asked for.
+        path: String,
+        /// Short snapshot id.
+        snapshot: String,
+    },
+    /// The local SQLite index cache failed.
+    #[error("index cache {path}: {source}")]
+    Cache {
+        /// Cache file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// A local filesystem operation during backup or restore.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path concerned.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// Bad user input that is not a path problem.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Result alias for the repository crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A bare I/O error from reading file content; the caller adds the path.
+impl From<std::io::Error> for Error {
+    fn from(source: std::io::Error) -> Error {
+        Error::Io {
+            path: PathBuf::new(),
+            source,
+        }
+    }
+}
+
+impl Error {
+    /// Wrap an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A corruption error.
+    pub fn corrupt(what: &'static str, id: impl ToString, reason: impl ToString) -> Error {
+        Error::Corrupt {
+            what,
+            id: id.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The local index cache: a SQLite database mapping blob ids to their place
+//! in a pack. It is rebuilt from the repository's index segments whenever it
+//! is missing, stale or damaged; nothing is lost by deleting it.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use cairn_chunk::Id;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::pack::{BlobEntry, BlobKind};
+use crate::segment::Segment;
+use crate::{Error, Result};
+
+/// Bumped when the cache's tables change; an older cache is rebuilt.
+const CACHE_SCHEMA: i64 = 1;
+
+/// Where a blob is: its pack and its entry in the pack's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// Pack name.
+    pub pack: Id,
+    /// Offset, lengths, kind, flags.
+    pub entry: BlobEntry,
+}
+
+/// Totals over the indexed blobs of one kind.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KindTotals {
+    /// Number of blobs.
+    pub count: u64,
+    /// Plain bytes.
+    pub raw: u64,
+    /// Bytes in packs.
+    pub stored: u64,
+}
+
+/// The SQLite index cache.
+pub struct Index {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl Index {
+    /// Open (or create) the cache at `path`; `None` keeps it in memory.
+    pub fn open(path: Option<&Path>) -> Result<Index> {
+        let shown = path.map_or_else(|| PathBuf::from(":memory:"), Path::to_path_buf);
+        let err = |e| Error::Cache {
+            path: shown.clone(),
+            source: e,
+        };
+        let conn = match path {
+            Some(p) => Connection::open(p),
+            None => Connection::open_in_memory(),
+        }
+        .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+             CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);",
+        )
+        .map_err(err)?;
+        let schema: Option<i64> = conn
+            .query_row("SELECT v FROM meta WHERE k='schema'", [], |r| r.get(0))
+            .optional()
+            .map_err(err)?;
+        if schema != Some(CACHE_SCHEMA) {
+            conn.execute_batch(
+                "DROP TABLE IF EXISTS blobs; DROP TABLE IF EXISTS packs; DROP TABLE IF EXISTS segments;",
+            )
+            .map_err(err)?;
+        }
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS segments(id BLOB PRIMARY KEY) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS packs(n INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE);
+             CREATE TABLE IF NOT EXISTS blobs(
+                 id BLOB PRIMARY KEY, pack INTEGER NOT NULL, kind INTEGER NOT NULL,
+                 flags INTEGER NOT NULL, offset INTEGER NOT NULL,
+                 stored_len INTEGER NOT NULL, raw_len INTEGER NOT NULL) WITHOUT ROWID;",
+        )
+        .map_err(err)?;
+        conn.execute(
+            "INSERT OR REPLACE INTO meta(k, v) VALUES('schema', ?1)",
+            [CACHE_SCHEMA],
+        )
+        .map_err(err)?;
+        Ok(Index {
+            conn: Mutex::new(conn),
+            path: shown,
+        })
+    }
+
+    fn err(&self, e: rusqlite::Error) -> Error {
+        Error::Cache {
+            path: self.path.clone(),
+            source: e,
+        }
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Segments already loaded.
+    pub fn segments(&self) -> Result<HashSet<Id>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached("SELECT id FROM segments")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(|e| self.err(e))?;
+        let mut out = HashSet::new();
+        for r in rows {
+            if let Some(id) = Id::from_slice(&r.map_err(|e| self.err(e))?) {
+                out.insert(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forget everything (before a rebuild).
+    pub fn clear(&self) -> Result<()> {
+        self.conn()
+            .execute_batch("DELETE FROM blobs; DELETE FROM packs; DELETE FROM segments;")
+            .map_err(|e| self.err(e))
+    }
+
+    /// Record a segment's packs and blobs, in one transaction.
+    pub fn add_segment(&self, id: &Id, seg: &Segment) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        {
+            let mut ins_pack = tx
+                .prepare_cached("INSERT OR IGNORE INTO packs(id) VALUES(?1)")
+                .map_err(|e| self.err(e))?;
+            let mut get_pack = tx
+                .prepare_cached("SELECT n FROM packs WHERE id=?1")
+                .map_err(|e| self.err(e))?;
+            let mut ins_blob = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO blobs(id, pack, kind, flags, offset, stored_len, raw_len)
+                     VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(|e| self.err(e))?;
+            for p in &seg.packs {
+                ins_pack.execute([&p.pack.0[..]]).map_err(|e| self.err(e))?;
+                let n: i64 = get_pack
+                    .query_row([&p.pack.0[..]], |r| r.get(0))
+                    .map_err(|e| self.err(e))?;
+                for e in &p.entries {
+                    ins_blob
+                        .execute(params![
+                            &e.id.0[..],
+                            n,
+                            e.kind as u8,
+                            e.flags,
+                            e.offset as i64,
+                            e.stored_len,
+                            e.raw_len
+                        ])
+                        .map_err(|e| self.err(e))?;
+                }
+            }
+            tx.execute("INSERT OR IGNORE INTO segments(id) VALUES(?1)", [&id.0[..]])
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Where a blob is stored, if anywhere.
+    pub fn lookup(&self, id: &Id) -> Result<Option<Location>> {
+        let conn = self.conn();
+        lookup_with(&conn, id).map_err(|e| self.err(e))
+    }
+
+    /// Locations of many blobs under one lock.
+    pub fn lookup_many(&self, ids: &[Id]) -> Result<Vec<Option<Location>>> {
+        let conn = self.conn();
+        ids.iter()
+            .map(|id| lookup_with(&conn, id).map_err(|e| self.err(e)))
+            .collect()
+    }
+
+    /// Whether a blob is stored.
+    pub fn contains(&self, id: &Id) -> Result<bool> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached("SELECT 1 FROM blobs WHERE id=?1")
+            .map_err(|e| self.err(e))?;
+        st.exists([&id.0[..]]).map_err(|e| self.err(e))
+    }
+
+    /// Counts and sizes per blob kind.
+    pub fn totals(&self, kind: BlobKind) -> Result<KindTotals> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(raw_len),0), COALESCE(SUM(stored_len),0) FROM blobs WHERE kind=?1",
+            [kind as u8],
+            |r| {
+                Ok(KindTotals {
+                    count: r.get::<_, i64>(0)? as u64,
+                    raw: r.get::<_, i64>(1)? as u64,
+                    stored: r.get::<_, i64>(2)? as u64,
+                })
+            },
+        )
+        .map_err(|e| self.err(e))
+    }
+}
+
+fn lookup_with(conn: &Connection, id: &Id) -> rusqlite::Result<Option<Location>> {
+    let mut st = conn.prepare_cached(
+        "SELECT p.id, b.kind, b.flags, b.offset, b.stored_len, b.raw_len
+         FROM blobs b JOIN packs p ON p.n = b.pack WHERE b.id=?1",
+    )?;
+    st.query_row([&id.0[..]], |r| {
+        let pack: Vec<u8> = r.get(0)?;
+        let kind: u8 = r.get(1)?;
+        Ok(Location {
+            pack: Id::from_slice(&pack).unwrap_or_default(),
+            entry: BlobEntry {
+                id: *id,
+                kind: BlobKind::from_u8(kind).unwrap_or(BlobKind::Data),
+                flags: r.get(2)?,
+                offset: r.get::<_, i64>(3)? as u64,
+                stored_len: r.get(4)?,
+                raw_len: r.get(5)?,
+            },
+        })
+    })
+    .optional()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::PackRecord;
+
+    #[test]
+    fn segments_load_and_lookup() {
+        let idx = Index::open(None).unwrap();
+        let blob = Id::of(b"blob");
+        let entry = BlobEntry {
+            id: blob,
+            kind: BlobKind::Data,
+            flags: 1,
+            stored_len: 10,
+            raw_len: 20,
+            offset: 5,
+        };
+        let seg = Segment {
+            supersedes: vec![],
+            packs: vec![PackRecord {
+                pack: Id::of(b"pack"),
+                entries: vec![entry],
+            }],
+        };
+        idx.add_segment(&Id::of(b"seg"), &seg).unwrap();
+        let loc = idx.lookup(&blob).unwrap().unwrap();
+        assert_eq!(loc.pack, Id::of(b"pack"));
+        assert_eq!(loc.entry, entry);
+        assert!(idx.contains(&blob).unwrap());
+        assert!(!idx.contains(&Id::of(b"other")).unwrap());
+        assert_eq!(idx.segments().unwrap().len(), 1);
+        assert_eq!(idx.totals(BlobKind::Data).unwrap().raw, 20);
+        idx.clear().unwrap();
+        assert!(idx.lookup(&blob).unwrap().is_none());
+    }
+}

@@ -1,0 +1,236 @@
+//! Pack files: many blobs in one file, with a trailer that lists them.
+//!
+//! ```text
+//! blob 0 | blob 1 | ... | entry 0 | entry 1 | ... | footer
+//! entry  (52 bytes): id[32] kind:u8 flags:u8 reserved:u16 stored_len:u32 raw_len:u32 offset:u64
+//! footer (28 bytes): entries_hash[16] entry_count:u32 magic "CRNPACK1"
+//! ```
+//! All integers little-endian. `entries_hash` is the first 16 bytes of the
+//! BLAKE3 hash of the entries, so the trailer can be trusted on its own. A
+//! pack is named by the BLAKE3 hash of the whole file.
+
+use cairn_chunk::Id;
+
+use crate::codec::{Reader, Writer};
+
+/// The 8 bytes that end every pack of format 1.
+pub const PACK_MAGIC: &[u8; 8] = b"CRNPACK1";
+/// Bytes of one trailer entry.
+pub const ENTRY_LEN: usize = 52;
+/// Bytes of the footer.
+pub const FOOTER_LEN: usize = 28;
+
+/// What a blob holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BlobKind {
+    /// A chunk of file content.
+    Data = 0,
+    /// An encoded directory tree.
+    Tree = 1,
+}
+
+impl BlobKind {
+    /// From the byte stored in packs and the index.
+    pub fn from_u8(v: u8) -> Option<BlobKind> {
+        match v {
+            0 => Some(BlobKind::Data),
+            1 => Some(BlobKind::Tree),
+            _ => None,
+        }
+    }
+}
+
+/// `flags` bit: the stored bytes are zstd-compressed.
+pub const FLAG_ZSTD: u8 = 1;
+
+/// Where one blob is inside its pack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobEntry {
+    /// BLAKE3 of the plain bytes.
+    pub id: Id,
+    /// Data or tree.
+    pub kind: BlobKind,
+    /// FLAG_ZSTD or 0.
+    pub flags: u8,
+    /// Bytes in the pack.
+    pub stored_len: u32,
+    /// Bytes after decompression.
+    pub raw_len: u32,
+    /// Offset from the start of the pack.
+    pub offset: u64,
+}
+
+impl BlobEntry {
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.id(&self.id);
+        w.u8(self.kind as u8);
+        w.u8(self.flags);
+        w.u16(0);
+        w.u32(self.stored_len);
+        w.u32(self.raw_len);
+        w.u64(self.offset);
+    }
+
+    pub(crate) fn decode(r: &mut Reader) -> Result<BlobEntry, String> {
+        let id = r.id()?;
+        let kind = r.u8()?;
+        let kind = BlobKind::from_u8(kind).ok_or_else(|| format!("unknown blob kind {kind}"))?;
+        let flags = r.u8()?;
+        let _reserved = r.u16()?;
+        Ok(BlobEntry {
+            id,
+            kind,
+            flags,
+            stored_len: r.u32()?,
+            raw_len: r.u32()?,
+            offset: r.u64()?,
+        })
+    }
+
+    /// Whether the stored bytes must be decompressed.
+    pub fn compressed(&self) -> bool {
+        self.flags & FLAG_ZSTD != 0
+    }
+}
+
+/// Accumulates blobs into one pack in memory.
+#[derive(Default)]
+pub struct PackBuilder {
+    data: Vec<u8>,
+    entries: Vec<BlobEntry>,
+}
+
+/// A finished pack: its bytes, name and contents.
+pub struct FinishedPack {
+    /// BLAKE3 of `bytes`: the pack's name.
+    pub id: Id,
+    /// The whole file.
+    pub bytes: Vec<u8>,
+    /// Every blob in it.
+    pub entries: Vec<BlobEntry>,
+}
+
+impl PackBuilder {
+    /// Append a blob.
+    pub fn add(&mut self, id: Id, kind: BlobKind, stored: &[u8], compressed: bool, raw_len: u32) {
+        self.entries.push(BlobEntry {
+            id,
+            kind,
+            flags: if compressed { FLAG_ZSTD } else { 0 },
+            stored_len: stored.len() as u32,
+            raw_len,
+            offset: self.data.len() as u64,
+        });
+        self.data.extend_from_slice(stored);
+    }
+
+    /// Bytes of blob data so far.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether no blob was added.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Write the trailer and name the pack.
+    pub fn finish(self) -> FinishedPack {
+        let PackBuilder { data, entries } = self;
+        let mut w = Writer { buf: data };
+        let start = w.buf.len();
+        for e in &entries {
+            e.encode(&mut w);
+        }
+        let hash = blake3::hash(&w.buf[start..]);
+        w.raw(&hash.as_bytes()[..16]);
+        w.u32(entries.len() as u32);
+        w.raw(PACK_MAGIC);
+        FinishedPack {
+            id: Id::of(&w.buf),
+            bytes: w.buf,
+            entries,
+        }
+    }
+}
+
+/// Parse the footer (the last FOOTER_LEN bytes of a pack): the entry count.
+pub fn parse_footer(footer: &[u8]) -> Result<(usize, [u8; 16]), String> {
+    if footer.len() != FOOTER_LEN || &footer[20..] != PACK_MAGIC {
+        return Err("not a cairn pack (bad magic)".into());
+    }
+    let mut r = Reader::new(footer);
+    let hash: [u8; 16] = r.take(16)?.try_into().expect("16");
+    Ok((r.u32()? as usize, hash))
+}
+
+/// Parse a pack's entry table, checking it against the footer's hash and the
+/// pack's size.
+pub fn parse_entries(
+    table: &[u8],
+    hash: &[u8; 16],
+    data_len: u64,
+) -> Result<Vec<BlobEntry>, String> {
+    if &blake3::hash(table).as_bytes()[..16] != hash {
+        return Err("trailer checksum mismatch".into());
+    }
+    let mut r = Reader::new(table);
+    let mut out = Vec::with_capacity(table.len() / ENTRY_LEN);
+    while !r.is_empty() {
+        let e = BlobEntry::decode(&mut r)?;
+        if e.offset + u64::from(e.stored_len) > data_len {
+            return Err(format!("blob {} extends past the pack's data", e.id));
+        }
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// Parse the trailer of a whole pack held in memory.
+pub fn parse_pack(bytes: &[u8]) -> Result<Vec<BlobEntry>, String> {
+    if bytes.len() < FOOTER_LEN {
+        return Err("too short to be a pack".into());
+    }
+    let (count, hash) = parse_footer(&bytes[bytes.len() - FOOTER_LEN..])?;
+    let table_len = count
+        .checked_mul(ENTRY_LEN)
+        .filter(|&n| n + FOOTER_LEN <= bytes.len())
+        .ok_or("entry count exceeds the pack's size")?;
+    let start = bytes.len() - FOOTER_LEN - table_len;
+    parse_entries(&bytes[start..bytes.len() - FOOTER_LEN], &hash, start as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn pack_round_trips(blobs in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..300), any::<bool>(), any::<bool>()), 0..20)) {
+            let mut b = PackBuilder::default();
+            for (data, tree, z) in &blobs {
+                let kind = if *tree { BlobKind::Tree } else { BlobKind::Data };
+                b.add(Id::of(data), kind, data, *z, data.len() as u32 + 1);
+            }
+            let p = b.finish();
+            prop_assert_eq!(p.id, Id::of(&p.bytes));
+            let entries = parse_pack(&p.bytes).unwrap();
+            prop_assert_eq!(&entries, &p.entries);
+            for (e, (data, _, _)) in entries.iter().zip(&blobs) {
+                let s = e.offset as usize;
+                prop_assert_eq!(&p.bytes[s..s + e.stored_len as usize], &data[..]);
+            }
+        }
+
+        #[test]
+        fn damaged_trailer_is_rejected(flip in 0usize..52, data in proptest::collection::vec(any::<u8>(), 1..100)) {
+            let mut b = PackBuilder::default();
+            b.add(Id::of(&data), BlobKind::Data, &data, false, data.len() as u32);
+            let mut bytes = b.finish().bytes;
+            let at = bytes.len() - FOOTER_LEN - ENTRY_LEN + flip;
+            bytes[at] ^= 0x40;
+            prop_assert!(parse_pack(&bytes).is_err());
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! A repository: config, index, blobs, trees and snapshots over a backend.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cairn_chunk::compress::decompress;
+use cairn_chunk::Id;
+
+use crate::config::{Config, FORMAT_VERSION};
+use crate::index::{Index, Location};
+use crate::pack::BlobKind;
+use crate::segment::Segment;
+use crate::snapshot::{self, Filter, Snapshot};
+use crate::tree::{Node, NodeKind, Tree};
+use crate::{Backend, Error, LocalBackend, Result};
+
+/// Key of the config file.
+pub const CONFIG_KEY: &str = "config";
+
+/// Key of a pack: `packs/<first two hex digits>/<id>`.
+pub fn pack_key(id: &Id) -> String {
+    let h = id.to_hex();
+    format!("packs/{}/{}", &h[..2], h)
+}
+
+/// Key of an index segment.
+pub fn segment_key(id: &Id) -> String {
+    format!("index/{id}")
+}
+
+/// Key of a snapshot.
+pub fn snapshot_key(id: &Id) -> String {
+    format!("snapshots/{id}")
+}
+
+/// The backend for a `--repo` location.
+pub fn backend_for(location: &str) -> Result<Arc<dyn Backend>> {
+    if location.contains("://") {
+        return Err(Error::Invalid(format!(
+            "{location}: only local repositories are supported so far (S3 comes in a later release)"
+        )));
+    }
+    Ok(Arc::new(LocalBackend::new(location)))
+}
+
+/// An open repository.
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    config: Config,
+    index: Index,
+}
+
+impl Repository {
+    /// Create a repository at a local `path` that is missing or an empty directory.
+    pub fn init_local(path: &Path, config: &Config) -> Result<()> {
+        if path.exists() {
+            let empty = std::fs::read_dir(path)
+                .map_err(|e| Error::io(path, e))?
+                .next()
+                .is_none();
+            if !empty {
+                return Err(if path.join(CONFIG_KEY).exists() {
+                    Error::Invalid(format!(
+                        "{}: a cairn repository already exists here",
+                        path.display()
+                    ))
+                } else {
+                    Error::NotEmpty(path.display().to_string())
+                });
+            }
+        }
+        let backend = LocalBackend::new(path);
+        let bytes = serde_json::to_vec_pretty(config).expect("config serializes");
+        backend.put(CONFIG_KEY, &bytes)
+    }
+
+    /// Open a repository, syncing the local index cache under `cache_root`
+    /// (`None`: an in-memory cache).
+    pub fn open(backend: Arc<dyn Backend>, cache_root: Option<&Path>) -> Result<Repository> {
+        let config = read_config(&*backend)?;
+        let index = open_cache(cache_root, &config.id);
+        let repo = Repository {
+            backend,
+            config,
+            index,
+        };
+        repo.sync_index()?;
+        Ok(repo)
+    }
+
+    /// The repository's config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The storage backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The index cache.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Bring the cache up to date with the segments in the repository.
+    fn sync_index(&self) -> Result<()> {
+        let present: Vec<Id> = self
+            .backend
+            .list("index/")?
+            .iter()
+            .filter_map(|k| k.strip_prefix("index/")?.parse().ok())
+            .collect();
+        let known = self.index.segments()?;
+        let present_set: HashSet<Id> = present.iter().copied().collect();
+        let mut new = Vec::new();
+        for id in present.iter().filter(|id| !known.contains(id)) {
+            new.push((*id, self.read_segment(id)?));
+        }
+        let superseded: HashSet<Id> = new
+            .iter()
+            .flat_map(|(_, s)| s.supersedes.iter().copied())
+            .collect();
+        if known
+            .iter()
+            .any(|k| !present_set.contains(k) || superseded.contains(k))
+        {
+            // A prune replaced segments we had loaded: start over.
+            self.index.clear()?;
+            return self.reload_all(&present);
+        }
+        for (id, seg) in new.iter().filter(|(id, _)| !superseded.contains(id)) {
+            self.index.add_segment(id, seg)?;
+        }
+        Ok(())
+    }
+
+    fn reload_all(&self, present: &[Id]) -> Result<()> {
+        let segs: Vec<(Id, Segment)> = present
+            .iter()
+            .map(|id| Ok((*id, self.read_segment(id)?)))
+            .collect::<Result<_>>()?;
+        let superseded: HashSet<Id> = segs
+            .iter()
+            .flat_map(|(_, s)| s.supersedes.iter().copied())
+            .collect();
+        for (id, seg) in segs.iter().filter(|(id, _)| !superseded.contains(id)) {
+            self.index.add_segment(id, seg)?;
+        }
+        Ok(())
+    }
+
+    /// Read and verify one index segment.
+    pub fn read_segment(&self, id: &Id) -> Result<Segment> {
+        let bytes = self.backend.get(&segment_key(id))?;
+        if Id::of(&bytes) != *id {
+            return Err(Error::corrupt(
+                "index segment",
+                id,
+                "content does not match its id",
+            ));
+        }
+        Segment::decode(&bytes).map_err(|e| Error::corrupt("index segment", id, e))
+    }
+
+    /// Store a segment durably, then record it in the cache.
+    pub fn write_segment(&self, seg: &Segment) -> Result<Id> {
+        let bytes = seg.encode();
+        let id = Id::of(&bytes);
+        self.backend.put(&segment_key(&id), &bytes)?;
+        self.index.add_segment(&id, seg)?;
+        Ok(id)
+    }
+
+    /// Where a blob is.
+    pub fn locate(&self, id: &Id) -> Result<Location> {
+        self.index.lookup(id)?.ok_or(Error::MissingBlob(*id))
+    }
+
+    /// Read a blob's plain bytes, verified against its id.
+    pub fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
+        self.read_at(&self.locate(id)?)
+    }
+
+    /// Read the blob at a known location, verified against its id.
+    pub fn read_at(&self, loc: &Location) -> Result<Vec<u8>> {
+        let e = &loc.entry;
+        let key = pack_key(&loc.pack);
+        let stored = self
+            .backend
+            .get_range(&key, e.offset, u64::from(e.stored_len))?;
+        decode_blob(loc, stored)
+    }
+
+    /// Load and decode a tree.
+    pub fn load_tree(&self, id: &Id) -> Result<Tree> {
+        let loc = self.locate(id)?;
+        if loc.entry.kind != BlobKind::Tree {
+            return Err(Error::corrupt("tree", id, "index says it is a data blob"));
+        }
+        let bytes = self.read_at(&loc)?;
+        Tree::decode(&bytes).map_err(|e| Error::corrupt("tree", id, e))
+    }
+
+    /// All snapshots, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        let mut out = Vec::new();
+        for key in self.backend.list("snapshots/")? {
+            let Some(id) = key
+                .strip_prefix("snapshots/")
+                .and_then(|s| s.parse::<Id>().ok())
+            else {
+                continue;
+            };
+            let bytes = self.backend.get(&key)?;
+            out.push((id, Snapshot::decode(&id, &bytes)?));
+        }
+        out.sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// Resolve `latest`, a full id or a unique prefix.
+    pub fn find_snapshot(&self, spec: &str, filter: &Filter) -> Result<(Id, Snapshot)> {
+        let all = self.snapshots()?;
+        snapshot::select(&all, spec, filter).cloned()
+    }
+
+    /// Store a snapshot; it is visible once this returns.
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
+        let bytes = snap.encode();
+        let id = Id::of(&bytes);
+        self.backend.put(&snapshot_key(&id), &bytes)?;
+        Ok(id)
+    }
+
+    /// Follow `subpath` (relative to the snapshot root; empty or `/` is the
+    /// root) to a node. The root itself is returned as a synthetic directory node.
+    pub fn resolve_path(&self, snap_id: &Id, snap: &Snapshot, subpath: &[u8]) -> Result<Node> {
+        let mut node = Node {
+            kind: NodeKind::Dir,
+            subtree: Some(snap.tree),
+            mode: snap.root.as_ref().map_or(0o755, |r| r.mode),
+            ..Node::default()
+        };
+        for part in subpath
+            .split(|&b| b == b'/')
+            .filter(|p| !p.is_empty() && *p != b".")
+        {
+            let tree = match (node.kind, node.subtree) {
+                (NodeKind::Dir, Some(t)) => self.load_tree(&t)?,
+                _ => {
+                    return Err(Error::NoSuchPath {
+                        path: String::from_utf8_lossy(subpath).into_owned(),
+                        snapshot: snap_id.short(),
+                    })
+                }
+            };
+            node = tree.find(part).cloned().ok_or_else(|| Error::NoSuchPath {
+                path: String::from_utf8_lossy(subpath).into_owned(),
+                snapshot: snap_id.short(),
+            })?;
+        }
+        Ok(node)
+    }
+}
+
+/// Decompress and verify a blob's stored bytes.
+pub fn decode_blob(loc: &Location, stored: Vec<u8>) -> Result<Vec<u8>> {
+    let e = &loc.entry;
+    let raw = if e.compressed() {
+        decompress(&stored, e.raw_len as usize).map_err(|err| {
+            Error::corrupt("blob", e.id, format!("in pack {}: {err}", loc.pack.short()))
+        })?
+    } else {
+        stored
+    };
+    if Id::of(&raw) != e.id {
+        return Err(Error::corrupt(
+            "blob",
+            e.id,
+            format!(
+                "in pack {}: content does not match its id",
+                loc.pack.short()
+            ),
+        ));
+    }
+    Ok(raw)
+}
+
+fn read_config(backend: &dyn Backend) -> Result<Config> {
+    let location = backend.location();
+    let bytes = match backend.get(CONFIG_KEY) {
+        Ok(b) => b,
+        Err(Error::Backend { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Err(if Path::new(&location).exists() {
+                Error::NotARepository(location)
+            } else {
+                Error::NoRepository(location)
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| Error::corrupt("config", &location, e))?;
+    let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+    if version > FORMAT_VERSION {
+        return Err(Error::NewerFormat {
+            location,
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    serde_json::from_value(value).map_err(|e| Error::corrupt("config", &location, e))
+}
+
+/// The cache lives in `<cache_root>/cairn/<repository id>/index.sqlite`. If it
+/// cannot be opened there (read-only home, damaged file) we fall back to an
+/// in-memory cache: slower, never wrong.
+fn open_cache(cache_root: Option<&Path>, repo_id: &Id) -> Index {
+    let on_disk = cache_root.and_then(|root| {
+        let dir: PathBuf = root.join("cairn").join(repo_id.to_hex());
+        std::fs::create_dir_all(&dir).ok()?;
+        let path = dir.join("index.sqlite");
+        Index::open(Some(&path))
+            .or_else(|_| {
+                let _ = std::fs::remove_file(&path);
+                Index::open(Some(&path))
+            })
+            .ok()
+    });
+    on_disk.unwrap_or_else(|| Index::open(None).expect("in-memory SQLite opens"))
+}

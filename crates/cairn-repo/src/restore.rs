@@ -1,0 +1,563 @@
+//! Restore: snapshot → plan → directories → file contents (in parallel) →
+//! symlinks, special files, hard links → directory metadata, deepest first.
+//!
+//! Into an existing directory a restore rewrites only what differs: a
+//! regular file already there is compared chunk by chunk and only ranges
+//! whose hash differs are written; `--delete` removes what the snapshot lacks.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, OpenOptions};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use cairn_chunk::{Id, PathMatcher};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::fsmeta;
+use crate::snapshot::Snapshot;
+use crate::tree::{Node, NodeKind};
+use crate::{Error, Repository, Result};
+
+/// How to restore.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOptions {
+    /// Directory to restore into (created if missing).
+    pub target: PathBuf,
+    /// Only paths matching one of these (and what is below them).
+    pub includes: Vec<String>,
+    /// Never paths matching these.
+    pub excludes: Vec<String>,
+    /// Remove entries in the target that the snapshot does not have.
+    pub delete: bool,
+    /// Re-read every restored file and check it against the snapshot.
+    pub verify: bool,
+    /// Plan and report, write nothing.
+    pub dry_run: bool,
+}
+
+/// What a restore did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RestoreOutcome {
+    /// Regular files whose content was (or would be) written.
+    pub files_written: u64,
+    /// Regular files already identical in the target.
+    pub files_unchanged: u64,
+    /// Bytes written into files.
+    pub bytes_written: u64,
+    /// Bytes of existing files that were already right and left alone.
+    pub bytes_unchanged: u64,
+    /// Directories restored.
+    pub dirs: u64,
+    /// Symlinks, hard links, FIFOs and devices restored.
+    pub others: u64,
+    /// Entries removed by `--delete`.
+    pub deleted: u64,
+    /// Files checked by `--verify`.
+    pub verified: u64,
+    /// One line per path that could not be restored.
+    pub errors: Vec<String>,
+}
+
+/// Progress callbacks.
+pub trait RestoreProgress: Sync {
+    /// File content written or found identical.
+    fn bytes(&self, _n: u64) {}
+}
+
+/// Shows nothing.
+pub struct NoRestoreProgress;
+impl RestoreProgress for NoRestoreProgress {}
+
+/// Everything a restore will create, decided before anything is written.
+#[derive(Default)]
+struct Plan {
+    /// Directories, children before parents.
+    dirs: Vec<(PathBuf, Node)>,
+    files: Vec<(PathBuf, Node)>,
+    others: Vec<(PathBuf, Node)>,
+    /// (link, first path of the same inode).
+    hardlinks: Vec<(PathBuf, PathBuf)>,
+    /// Every path the snapshot has below the target (for `--delete`).
+    keep: HashSet<PathBuf>,
+    total_bytes: u64,
+}
+
+struct Filters {
+    include: PathMatcher,
+    exclude: PathMatcher,
+}
+
+/// Restore `subpath` of a snapshot into `opts.target`.
+pub fn restore(
+    repo: &Repository,
+    snap_id: &Id,
+    snap: &Snapshot,
+    subpath: &[u8],
+    opts: &RestoreOptions,
+    progress: &dyn RestoreProgress,
+) -> Result<RestoreOutcome> {
+    let node = repo.resolve_path(snap_id, snap, subpath)?;
+    let filters = Filters {
+        include: PathMatcher::new(&opts.includes).map_err(|e| Error::Invalid(e.to_string()))?,
+        exclude: PathMatcher::new(&opts.excludes).map_err(|e| Error::Invalid(e.to_string()))?,
+    };
+    let mut plan = Plan::default();
+    let mut links = HashMap::new();
+    let whole = node.kind == NodeKind::Dir;
+    if whole {
+        let tree = node
+            .subtree
+            .ok_or_else(|| Error::corrupt("tree", snap_id, "directory without subtree"))?;
+        plan_tree(
+            repo,
+            &tree,
+            Path::new(""),
+            false,
+            &filters,
+            &mut plan,
+            &mut links,
+        )?;
+    } else {
+        plan_node(
+            repo,
+            node.clone(),
+            Path::new(""),
+            false,
+            &filters,
+            &mut plan,
+            &mut links,
+        )?;
+    }
+    let mut out = RestoreOutcome::default();
+    if opts.dry_run {
+        out.files_written = plan.files.len() as u64;
+        out.bytes_written = plan.total_bytes;
+        out.dirs = plan.dirs.len() as u64;
+        out.others = (plan.others.len() + plan.hardlinks.len()) as u64;
+        return Ok(out);
+    }
+    let target = &opts.target;
+    fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
+    let writer = Writer {
+        repo,
+        target,
+        as_root: fsmeta::running_as_root(),
+        errors: Mutex::default(),
+        progress,
+        written: AtomicU64::new(0),
+        unchanged: AtomicU64::new(0),
+        files_written: AtomicU64::new(0),
+        files_unchanged: AtomicU64::new(0),
+    };
+    writer.run(&plan, opts);
+    if opts.delete {
+        out.deleted = delete_extra(target, &plan.keep, &writer);
+    }
+    if whole && opts.includes.is_empty() {
+        // The snapshot's root directory attributes go onto the target itself.
+        let root = root_node(snap, subpath, &node);
+        writer.note(target, fsmeta::apply(target, &root, writer.as_root));
+    }
+    if opts.verify {
+        out.verified = writer.verify(&plan);
+    }
+    out.files_written = writer.files_written.load(Ordering::Relaxed);
+    out.files_unchanged = writer.files_unchanged.load(Ordering::Relaxed);
+    out.bytes_written = writer.written.load(Ordering::Relaxed);
+    out.bytes_unchanged = writer.unchanged.load(Ordering::Relaxed);
+    out.dirs = plan.dirs.len() as u64;
+    out.others = (plan.others.len() + plan.hardlinks.len()) as u64;
+    out.errors = writer
+        .errors
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    Ok(out)
+}
+
+/// Attributes for the target directory of a whole restore.
+fn root_node(snap: &Snapshot, subpath: &[u8], node: &Node) -> Node {
+    let at_root = subpath.iter().all(|&b| b == b'/' || b == b'.');
+    match (&snap.root, at_root) {
+        (Some(r), true) => Node {
+            kind: NodeKind::Dir,
+            mode: r.mode,
+            uid: r.uid,
+            gid: r.gid,
+            mtime: crate::tree::Timestamp {
+                sec: r.mtime_sec,
+                nsec: r.mtime_nsec,
+            },
+            ..Node::default()
+        },
+        (None, true) => {
+            // Several paths were backed up: the root is synthetic; keep the
+            // target's own attributes except its mtime.
+            Node {
+                kind: NodeKind::Dir,
+                mode: 0o755,
+                ..Node::default()
+            }
+        }
+        _ => node.clone(),
+    }
+}
+
+/// A name from a tree that is safe to join to a path: one component, not `.` or `..`.
+fn safe_name(name: &[u8]) -> bool {
+    !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
+}
+
+fn plan_tree(
+    repo: &Repository,
+    tree_id: &Id,
+    rel: &Path,
+    included: bool,
+    filters: &Filters,
+    plan: &mut Plan,
+    links: &mut HashMap<(u64, u64), PathBuf>,
+) -> Result<bool> {
+    let tree = repo.load_tree(tree_id)?;
+    let mut any = false;
+    for node in tree.nodes {
+        if !safe_name(&node.name) {
+            return Err(Error::corrupt(
+                "tree",
+                tree_id,
+                format!(
+                    "unsafe entry name {:?}",
+                    String::from_utf8_lossy(&node.name)
+                ),
+            ));
+        }
+        let path = rel.join(node.os_name());
+        any |= plan_node(repo, node, &path, included, filters, plan, links)?;
+    }
+    Ok(any)
+}
+
+/// Add one node (and what is below it) to the plan; true if anything was added.
+/// For a single file restored on its own, `rel` is empty and the node's name is used.
+fn plan_node(
+    repo: &Repository,
+    node: Node,
+    rel: &Path,
+    included: bool,
+    filters: &Filters,
+    plan: &mut Plan,
+    links: &mut HashMap<(u64, u64), PathBuf>,
+) -> Result<bool> {
+    let rel = if rel.as_os_str().is_empty() {
+        PathBuf::from(node.os_name())
+    } else {
+        rel.to_path_buf()
+    };
+    plan.keep.insert(rel.clone());
+    if filters.exclude.matches(&rel, None) {
+        return Ok(false);
+    }
+    let included = included || filters.include.is_empty() || filters.include.matches(&rel, None);
+    if node.kind == NodeKind::Dir {
+        let below = match &node.subtree {
+            Some(t) => plan_tree(repo, t, &rel, included, filters, plan, links)?,
+            None => false,
+        };
+        if below || included {
+            plan.dirs.push((rel, node));
+            return Ok(true);
+        }
+        return Ok(false);
+    }
+    if !included {
+        return Ok(false);
+    }
+    match node.kind {
+        NodeKind::File if node.nlink > 1 => match links.get(&(node.dev, node.inode)) {
+            Some(first) => plan.hardlinks.push((rel, first.clone())),
+            None => {
+                links.insert((node.dev, node.inode), rel.clone());
+                plan.total_bytes += node.size;
+                plan.files.push((rel, node));
+            }
+        },
+        NodeKind::File => {
+            plan.total_bytes += node.size;
+            plan.files.push((rel, node));
+        }
+        _ => plan.others.push((rel, node)),
+    }
+    Ok(true)
+}
+
+struct Writer<'a> {
+    repo: &'a Repository,
+    target: &'a Path,
+    as_root: bool,
+    errors: Mutex<Vec<String>>,
+    progress: &'a dyn RestoreProgress,
+    written: AtomicU64,
+    unchanged: AtomicU64,
+    files_written: AtomicU64,
+    files_unchanged: AtomicU64,
+}
+
+impl Writer<'_> {
+    fn note<T>(&self, path: &Path, r: std::io::Result<T>) {
+        if let Err(e) = r {
+            self.fail(path, &Error::io(path, e));
+        }
+    }
+
+    fn fail(&self, path: &Path, e: &dyn std::fmt::Display) {
+        let line = match path.strip_prefix(self.target) {
+            Ok(rel) if !rel.as_os_str().is_empty() => format!("{}: {e}", rel.display()),
+            _ => e.to_string(),
+        };
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
+    }
+
+    fn run(&self, plan: &Plan, opts: &RestoreOptions) {
+        let _ = opts;
+        for (rel, _) in plan.dirs.iter().rev() {
+            let path = self.target.join(rel);
+            self.note(&path, make_dir(&path));
+        }
+        plan.files.par_iter().for_each(|(rel, node)| {
+            let path = self.target.join(rel);
+            match self.write_file(&path, node) {
+                Ok(()) => self.note(&path, fsmeta::apply(&path, node, self.as_root)),
+                Err(e) => self.fail(&path, &e),
+            }
+        });
+        for (rel, node) in &plan.others {
+            let path = self.target.join(rel);
+            let made = self.make_other(&path, node);
+            match made {
+                Ok(true) => self.note(&path, fsmeta::apply(&path, node, self.as_root)),
+                Ok(false) => {}
+                Err(e) => self.fail(&path, &Error::io(&path, e)),
+            }
+        }
+        for (rel, first) in &plan.hardlinks {
+            let path = self.target.join(rel);
+            let r =
+                remove_existing(&path).and_then(|_| fs::hard_link(self.target.join(first), &path));
+            self.note(&path, r);
+        }
+        for (rel, node) in &plan.dirs {
+            let path = self.target.join(rel);
+            self.note(&path, fsmeta::apply(&path, node, self.as_root));
+        }
+    }
+
+    /// Write a file's content, reusing what an existing file already has right.
+    fn write_file(&self, path: &Path, node: &Node) -> Result<()> {
+        let existing = fs::symlink_metadata(path).ok();
+        let reuse = existing
+            .as_ref()
+            .is_some_and(|m| m.is_file() && m.nlink() == 1);
+        if existing.is_some() && !reuse {
+            remove_existing(path).map_err(|e| Error::io(path, e))?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        file.set_len(node.size).map_err(|e| Error::io(path, e))?;
+        let mut offset = 0u64;
+        let mut wrote = false;
+        let mut scratch = Vec::new();
+        for c in &node.content {
+            let len = u64::from(c.len);
+            if reuse && same_chunk(&file, offset, c.len, &c.id, &mut scratch) {
+                self.unchanged.fetch_add(len, Ordering::Relaxed);
+            } else {
+                let raw = self.repo.read_blob(&c.id)?;
+                if is_zero(&raw) {
+                    // New files are already a hole here; an old file gets one punched.
+                    if reuse {
+                        punch_hole(&file, offset, len).map_err(|e| Error::io(path, e))?;
+                    }
+                } else {
+                    file.write_all_at(&raw, offset)
+                        .map_err(|e| Error::io(path, e))?;
+                }
+                self.written.fetch_add(len, Ordering::Relaxed);
+                wrote = true;
+            }
+            self.progress.bytes(len);
+            offset += len;
+        }
+        if offset != node.size {
+            return Err(Error::corrupt(
+                "tree",
+                path.display(),
+                format!("chunks add up to {offset} bytes, node says {}", node.size),
+            ));
+        }
+        let counter = if wrote || !reuse {
+            &self.files_written
+        } else {
+            &self.files_unchanged
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Create a symlink, FIFO or device; false when skipped (not root).
+    fn make_other(&self, path: &Path, node: &Node) -> std::io::Result<bool> {
+        remove_existing(path)?;
+        match node.kind {
+            NodeKind::Symlink => {
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&node.target), path)?;
+            }
+            NodeKind::Fifo => fsmeta::make_special(path, node)?,
+            NodeKind::CharDev | NodeKind::BlockDev if self.as_root => {
+                fsmeta::make_special(path, node)?
+            }
+            NodeKind::CharDev | NodeKind::BlockDev => {
+                self.fail(
+                    path,
+                    &"device node not created: restoring devices needs root",
+                );
+                return Ok(false);
+            }
+            _ => return Ok(false), // sockets are recorded, never recreated
+        }
+        Ok(true)
+    }
+
+    /// Re-read every restored file and compare each chunk's hash.
+    fn verify(&self, plan: &Plan) -> u64 {
+        plan.files
+            .par_iter()
+            .filter(|(rel, node)| {
+                let path = self.target.join(rel);
+                let ok = fs::File::open(&path).is_ok_and(|f| {
+                    let mut scratch = Vec::new();
+                    let mut offset = 0u64;
+                    let chunks_ok = node.content.iter().all(|c| {
+                        let ok = same_chunk(&f, offset, c.len, &c.id, &mut scratch);
+                        offset += u64::from(c.len);
+                        ok
+                    });
+                    chunks_ok && f.metadata().is_ok_and(|m| m.len() == node.size)
+                });
+                if !ok {
+                    self.fail(
+                        &path,
+                        &"verification failed: content differs from the snapshot",
+                    );
+                }
+                ok
+            })
+            .count() as u64
+    }
+}
+
+fn same_chunk(file: &fs::File, offset: u64, len: u32, id: &Id, scratch: &mut Vec<u8>) -> bool {
+    scratch.resize(len as usize, 0);
+    file.read_exact_at(scratch, offset).is_ok() && Id::of(scratch) == *id
+}
+
+fn is_zero(buf: &[u8]) -> bool {
+    let (pre, words, post) = unsafe { buf.align_to::<u128>() };
+    pre.iter().all(|&b| b == 0) && words.iter().all(|&w| w == 0) && post.iter().all(|&b| b == 0)
+}
+
+fn punch_hole(file: &fs::File, offset: u64, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: valid descriptor; fallocate only touches the given range.
+    let rc = unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            offset as libc::off_t,
+            len as libc::off_t,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    // Filesystems without hole punching get real zeros.
+    file.write_all_at(&vec![0u8; len as usize], offset)
+}
+
+fn make_dir(path: &Path) -> std::io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => {
+            fs::remove_file(path)?;
+            fs::create_dir_all(path)
+        }
+        Err(_) => fs::create_dir_all(path),
+    }
+}
+
+/// Remove whatever is at `path` (file, link or directory tree), if anything.
+fn remove_existing(path: &Path) -> std::io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Remove entries under `target` that are not in `keep`; returns how many.
+fn delete_extra(target: &Path, keep: &HashSet<PathBuf>, w: &Writer) -> u64 {
+    let mut deleted = 0;
+    let mut it = walkdir_sorted(target);
+    while let Some(entry) = it.next() {
+        let Ok(entry) = entry else { continue };
+        let Ok(rel) = entry.path().strip_prefix(target) else {
+            continue;
+        };
+        if rel.as_os_str().is_empty() || keep.contains(rel) {
+            continue;
+        }
+        let is_dir = entry.file_type().is_dir();
+        if is_dir {
+            it.skip_current_dir();
+        }
+        match remove_existing(entry.path()) {
+            Ok(()) => deleted += 1,
+            Err(e) => w.fail(entry.path(), &Error::io(entry.path(), e)),
+        }
+    }
+    deleted
+}
+
+fn walkdir_sorted(root: &Path) -> walkdir::IntoIter {
+    walkdir::WalkDir::new(root).follow_links(false).into_iter()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_detection() {
+        assert!(is_zero(&[0u8; 1000]));
+        let mut v = vec![0u8; 1000];
+        v[999] = 1;
+        assert!(!is_zero(&v));
+        assert!(is_zero(&[]));
+    }
+
+    #[test]
+    fn unsafe_names_are_refused() {
+        assert!(safe_name(b"ok"));
+        for bad in [&b""[..], b".", b"..", b"a/b", b"a\0"] {
+            assert!(!safe_name(bad));
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Index segments: the repository's own record of which blob is in which
+//! pack, so the local SQLite index is only a cache.
+//!
+//! ```text
+//! magic "CRNINDX1"
+//! supersedes_count:u32, supersedes: id[32] each   (segments this one replaces)
+//! pack_count:u32
+//! per pack: pack_id[32] blob_count:u32 then blob_count pack entries (52 bytes, as in packs)
+//! ```
+//! A segment is named by the BLAKE3 hash of its bytes.
+
+use cairn_chunk::Id;
+
+use crate::codec::{Reader, Writer};
+use crate::pack::BlobEntry;
+
+/// First bytes of every index segment of format 1.
+pub const SEGMENT_MAGIC: &[u8; 8] = b"CRNINDX1";
+
+/// The contents of one pack, as recorded in a segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackRecord {
+    /// Pack name.
+    pub pack: Id,
+    /// Its blobs.
+    pub entries: Vec<BlobEntry>,
+}
+
+/// A decoded index segment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Segment {
+    /// Segments whose information this one contains; readers ignore them.
+    pub supersedes: Vec<Id>,
+    /// Packs it describes.
+    pub packs: Vec<PackRecord>,
+}
+
+impl Segment {
+    /// Binary form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.raw(SEGMENT_MAGIC);
+        w.u32(self.supersedes.len() as u32);
+        for id in &self.supersedes {
+            w.id(id);
+        }
+        w.u32(self.packs.len() as u32);
+        for p in &self.packs {
+            w.id(&p.pack);
+            w.u32(p.entries.len() as u32);
+            for e in &p.entries {
+                e.encode(&mut w);
+            }
+        }
+        w.buf
+    }
+
+    /// Parse a segment.
+    pub fn decode(data: &[u8]) -> Result<Segment, String> {
+        let mut r = Reader::new(data);
+        if r.take(8)? != SEGMENT_MAGIC {
+            return Err("not a cairn index segment (bad magic)".into());
+        }
+        let n = r.u32()?;
+        let supersedes = (0..n).map(|_| r.id()).collect::<Result<_, _>>()?;
+        let n = r.u32()?;
+        let mut packs = Vec::new();
+        for _ in 0..n {
+            let pack = r.id()?;
+            let m = r.u32()?;
+            let entries = (0..m)
+                .map(|_| BlobEntry::decode(&mut r))
+                .collect::<Result<_, _>>()?;
+            packs.push(PackRecord { pack, entries });
+        }
+        if !r.is_empty() {
+            return Err("trailing bytes after the last pack".into());
+        }
+        Ok(Segment { supersedes, packs })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pack::BlobKind;
+    use proptest::prelude::*;
+
+    fn entry() -> impl Strategy<Value = BlobEntry> {
+        (
+            any::<[u8; 32]>(),
+            any::<bool>(),
+            any::<u8>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u64>(),
+        )
+            .prop_map(|(id, t, flags, s, r, o)| BlobEntry {
+                id: Id(id),
+                kind: if t { BlobKind::Tree } else { BlobKind::Data },
+                flags,
+                stored_len: s,
+                raw_len: r,
+                offset: o,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn segment_round_trips(
+            sup in proptest::collection::vec(any::<[u8; 32]>(), 0..3),
+            packs in proptest::collection::vec((any::<[u8; 32]>(), proptest::collection::vec(entry(), 0..5)), 0..5)
+        ) {
+            let seg = Segment {
+                supersedes: sup.into_iter().map(Id).collect(),
+                packs: packs.into_iter().map(|(p, entries)| PackRecord { pack: Id(p), entries }).collect(),
+            };
+            let bytes = seg.encode();
+            prop_assert_eq!(Segment::decode(&bytes).unwrap(), seg);
+            prop_assert!(Segment::decode(&bytes[..bytes.len() - 1]).is_err());
+        }
+    }
+}
