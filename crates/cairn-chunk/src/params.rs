@@ -14,13 +14,13 @@ pub struct ChunkerParams {
 }
 
 impl Default for ChunkerParams {
-    /// 16 KiB / 64 KiB / 256 KiB: see docs/PERFORMANCE.md for the measurement
+    /// 8 KiB / 32 KiB / 128 KiB: see docs/PERFORMANCE.md for the measurement
     /// behind it (database pages rewritten in place against metadata cost).
     fn default() -> Self {
         ChunkerParams {
-            min: 16 << 10,
-            avg: 64 << 10,
-            max: 256 << 10,
+            min: 8 << 10,
+            avg: 32 << 10,
+            max: 128 << 10,
         }
     }
 }
