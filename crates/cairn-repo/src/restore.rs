@@ -470,6 +470,8 @@ fn same_chunk(file: &fs::File, offset: u64, len: u32, id: &Id, scratch: &mut Vec
 }
 
 fn is_zero(buf: &[u8]) -> bool {
+    // SAFETY: every bit pattern is a valid u128, and align_to only hands out
+    // the aligned middle part as u128s.
     let (pre, words, post) = unsafe { buf.align_to::<u128>() };
     pre.iter().all(|&b| b == 0) && words.iter().all(|&w| w == 0) && post.iter().all(|&b| b == 0)
 }

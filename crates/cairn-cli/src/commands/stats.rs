@@ -35,7 +35,7 @@ pub fn stats(cli: &Cli, out: &Out, args: &StatsArgs) -> Result<u8> {
         "stored_bytes": stored,
         "tree_bytes": trees.stored,
         "chunk_count": data.count,
-        "average_chunk_bytes": if data.count == 0 { 0 } else { data.raw / data.count },
+        "average_chunk_bytes": data.raw.checked_div(data.count).unwrap_or(0),
         "dedup_ratio": ratio(logical, data.raw),
         "compression_ratio": ratio(data.raw, data.stored),
         "total_ratio": ratio(logical, stored),
