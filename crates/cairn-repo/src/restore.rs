@@ -153,14 +153,16 @@ pub fn restore(
         files_written: AtomicU64::new(0),
         files_unchanged: AtomicU64::new(0),
     };
-    writer.run(&plan, opts);
+    writer.write_entries(&plan);
     if opts.delete {
         out.deleted = delete_extra(target, &plan.keep, &writer);
     }
+    writer.apply_dir_meta(&plan);
     if whole && opts.includes.is_empty() {
         // The snapshot's root directory attributes go onto the target itself.
-        let root = root_node(snap, subpath, &node);
-        writer.note(target, fsmeta::apply(target, &root, writer.as_root));
+        if let Some(root) = root_node(snap, subpath, &node) {
+            writer.note(target, fsmeta::apply(target, &root, writer.as_root));
+        }
     }
     if opts.verify {
         out.verified = writer.verify(&plan);
@@ -178,11 +180,12 @@ pub fn restore(
     Ok(out)
 }
 
-/// Attributes for the target directory of a whole restore.
-fn root_node(snap: &Snapshot, subpath: &[u8], node: &Node) -> Node {
+/// Attributes for the target directory of a whole restore; `None` when the
+/// snapshot root is synthetic (several paths), so the target keeps its own.
+fn root_node(snap: &Snapshot, subpath: &[u8], node: &Node) -> Option<Node> {
     let at_root = subpath.iter().all(|&b| b == b'/' || b == b'.');
     match (&snap.root, at_root) {
-        (Some(r), true) => Node {
+        (Some(r), true) => Some(Node {
             kind: NodeKind::Dir,
             mode: r.mode,
             uid: r.uid,
@@ -192,17 +195,16 @@ fn root_node(snap: &Snapshot, subpath: &[u8], node: &Node) -> Node {
                 nsec: r.mtime_nsec,
             },
             ..Node::default()
-        },
-        (None, true) => {
-            // Several paths were backed up: the root is synthetic; keep the
-            // target's own attributes except its mtime.
-            Node {
-                kind: NodeKind::Dir,
-                mode: 0o755,
-                ..Node::default()
-            }
-        }
-        _ => node.clone(),
+        }),
+        (None, true) => None,
+        _ => Some(node.clone()),
+    }
+}
+
+fn same_inode(a: &Path, b: &Path) -> bool {
+    match (fs::symlink_metadata(a), fs::symlink_metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
     }
 }
 
@@ -322,15 +324,24 @@ impl Writer<'_> {
             .push(line);
     }
 
-    fn run(&self, plan: &Plan, opts: &RestoreOptions) {
-        let _ = opts;
+    /// Create every entry; directory attributes come later, after `--delete`
+    /// has removed extras (removing an entry changes its directory's mtime).
+    fn write_entries(&self, plan: &Plan) {
         for (rel, _) in plan.dirs.iter().rev() {
             let path = self.target.join(rel);
             self.note(&path, make_dir(&path));
         }
+        let mut links: HashMap<&Path, Vec<PathBuf>> = HashMap::new();
+        for (rel, first) in &plan.hardlinks {
+            links
+                .entry(first.as_path())
+                .or_default()
+                .push(self.target.join(rel));
+        }
         plan.files.par_iter().for_each(|(rel, node)| {
             let path = self.target.join(rel);
-            match self.write_file(&path, node) {
+            let others = links.get(rel.as_path()).map_or(&[][..], Vec::as_slice);
+            match self.write_file(&path, node, others) {
                 Ok(()) => self.note(&path, fsmeta::apply(&path, node, self.as_root)),
                 Err(e) => self.fail(&path, &e),
             }
@@ -346,10 +357,17 @@ impl Writer<'_> {
         }
         for (rel, first) in &plan.hardlinks {
             let path = self.target.join(rel);
-            let r =
-                remove_existing(&path).and_then(|_| fs::hard_link(self.target.join(first), &path));
+            let first = self.target.join(first);
+            if same_inode(&path, &first) {
+                continue;
+            }
+            let r = remove_existing(&path).and_then(|_| fs::hard_link(&first, &path));
             self.note(&path, r);
         }
+    }
+
+    /// Directory attributes, deepest first.
+    fn apply_dir_meta(&self, plan: &Plan) {
         for (rel, node) in &plan.dirs {
             let path = self.target.join(rel);
             self.note(&path, fsmeta::apply(&path, node, self.as_root));
@@ -357,11 +375,17 @@ impl Writer<'_> {
     }
 
     /// Write a file's content, reusing what an existing file already has right.
-    fn write_file(&self, path: &Path, node: &Node) -> Result<()> {
+    /// `links` are the other names the snapshot gives this inode: an existing
+    /// file is updated in place only if nothing else shares its inode, or
+    /// exactly those names do.
+    fn write_file(&self, path: &Path, node: &Node, links: &[PathBuf]) -> Result<()> {
         let existing = fs::symlink_metadata(path).ok();
-        let reuse = existing
-            .as_ref()
-            .is_some_and(|m| m.is_file() && m.nlink() == 1);
+        let reuse = existing.as_ref().is_some_and(|m| {
+            m.is_file()
+                && (m.nlink() == 1
+                    || (m.nlink() == 1 + links.len() as u64
+                        && links.iter().all(|l| same_inode(l, path))))
+        });
         if existing.is_some() && !reuse {
             remove_existing(path).map_err(|e| Error::io(path, e))?;
         }

@@ -254,7 +254,8 @@ impl Tree {
         if v != TREE_VERSION {
             return Err(format!("unsupported tree version {v}"));
         }
-        let n = r.count(20)?;
+        // The smallest node (one-byte name, all fields zero) encodes to 19 bytes.
+        let n = r.count(19)?;
         let mut nodes: Vec<Node> = Vec::with_capacity(n);
         for _ in 0..n {
             let node = Node::decode(&mut r)?;
