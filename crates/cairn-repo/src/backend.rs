@@ -2,9 +2,12 @@
 //! overwritten), get (whole or a byte range), list by prefix and delete, so
 //! that an object store can hold a repository as well as a directory.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::{Error, Result};
 
@@ -15,6 +18,18 @@ pub trait Backend: Send + Sync {
     /// Store `data` under `key`, durably, replacing nothing: writing a key
     /// that exists is an error unless its content is identical.
     fn put(&self, key: &str, data: &[u8]) -> Result<()>;
+    /// Store the content of a local file (written in `spool_dir`) under
+    /// `key`, consuming the file. Packs are built this way so they never
+    /// sit in memory whole.
+    fn put_file(&self, key: &str, file: &Path) -> Result<()> {
+        let data = fs::read(file).map_err(|e| Error::io(file, e))?;
+        self.put(key, &data)?;
+        fs::remove_file(file).map_err(|e| Error::io(file, e))
+    }
+    /// A local directory for files on their way into `put_file`.
+    fn spool_dir(&self) -> PathBuf {
+        std::env::temp_dir()
+    }
     /// The whole object.
     fn get(&self, key: &str) -> Result<Vec<u8>>;
     /// `len` bytes from `offset`.
@@ -34,12 +49,33 @@ pub trait Backend: Send + Sync {
 /// holds its complete content or does not exist.
 pub struct LocalBackend {
     root: PathBuf,
+    /// Open pack files, so a restore does not open a pack once per blob.
+    open_files: Mutex<HashMap<String, Arc<File>>>,
 }
+
+/// Open files kept by a local backend, at most.
+const OPEN_FILES: usize = 64;
 
 impl LocalBackend {
     /// A backend rooted at `root` (which need not exist yet).
     pub fn new(root: impl Into<PathBuf>) -> LocalBackend {
-        LocalBackend { root: root.into() }
+        LocalBackend {
+            root: root.into(),
+            open_files: Mutex::default(),
+        }
+    }
+
+    fn open_cached(&self, key: &str) -> io::Result<Arc<File>> {
+        let mut files = self.open_files.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = files.get(key) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(File::open(self.path(key))?);
+        if files.len() >= OPEN_FILES {
+            files.clear();
+        }
+        files.insert(key.to_string(), f.clone());
+        Ok(f)
     }
 
     /// The directory.
@@ -122,16 +158,40 @@ impl Backend for LocalBackend {
         })
     }
 
+    /// A spooled file is on the repository's filesystem, so it is moved
+    /// into place by a rename: fsync it, rename, fsync the directory.
+    fn put_file(&self, key: &str, file: &Path) -> Result<()> {
+        let path = self.path(key);
+        let dir = path.parent().expect("keys have a parent");
+        let commit = || -> io::Result<()> {
+            File::open(file)?.sync_all()?;
+            create_dir_durable(dir)?;
+            if path.exists() {
+                return fs::remove_file(file);
+            }
+            fs::rename(file, &path)?;
+            sync_dir(dir)
+        };
+        commit().map_err(|e| {
+            let _ = fs::remove_file(file);
+            self.err(key, e)
+        })
+    }
+
+    /// `.spool/` inside the repository, so a finished pack is renamed, not copied.
+    fn spool_dir(&self) -> PathBuf {
+        self.root.join(".spool")
+    }
+
     fn get(&self, key: &str) -> Result<Vec<u8>> {
         fs::read(self.path(key)).map_err(|e| self.err(key, e))
     }
 
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let read = || -> io::Result<Vec<u8>> {
-            let mut f = File::open(self.path(key))?;
-            f.seek(SeekFrom::Start(offset))?;
+            let f = self.open_cached(key)?;
             let mut buf = vec![0u8; len as usize];
-            f.read_exact(&mut buf)?;
+            f.read_exact_at(&mut buf, offset)?;
             Ok(buf)
         };
         read().map_err(|e| self.err(key, e))
@@ -164,6 +224,10 @@ impl Backend for LocalBackend {
     }
 
     fn delete(&self, key: &str) -> Result<()> {
+        self.open_files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
         match fs::remove_file(self.path(key)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(self.err(key, e)),
             _ => Ok(()),

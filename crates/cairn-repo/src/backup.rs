@@ -112,12 +112,14 @@ enum Pending {
 /// A directory whose entries are all known (some still being read).
 struct ClosedDir {
     children: Vec<Pending>,
+    /// The parent snapshot's tree for this directory, and its id.
+    prev: Option<(Id, Tree)>,
     reply: Sender<Id>,
 }
 
 struct OpenDir {
     node: Node,
-    prev: Option<Tree>,
+    prev: Option<(Id, Tree)>,
     children: Vec<Pending>,
 }
 
@@ -322,14 +324,24 @@ impl Ctx<'_> {
             let prev = prev_root.as_ref().and_then(|t| t.find(&name));
             children.push(self.walk_path(rs, path, &opts.walk, prev, dir_tx)?);
         }
-        Ok((self.close(children, dir_tx)?, None))
+        let prev = opts.parent.as_ref().map(|p| p.1.tree).zip(prev_root);
+        Ok((self.close(children, prev, dir_tx)?, None))
     }
 
     /// Hand a complete directory to the assembler; returns where its tree id will arrive.
-    fn close(&self, children: Vec<Pending>, dir_tx: &Sender<ClosedDir>) -> Result<Receiver<Id>> {
+    fn close(
+        &self,
+        children: Vec<Pending>,
+        prev: Option<(Id, Tree)>,
+        dir_tx: &Sender<ClosedDir>,
+    ) -> Result<Receiver<Id>> {
         let (reply, rx) = bounded(1);
         dir_tx
-            .send(ClosedDir { children, reply })
+            .send(ClosedDir {
+                children,
+                prev,
+                reply,
+            })
             .map_err(|_| self.fatal_or("tree assembler stopped"))?;
         Ok(rx)
     }
@@ -373,7 +385,7 @@ impl Ctx<'_> {
                     .map_or_else(Vec::new, |n| n.as_bytes().to_vec())
             };
             let prev_node = match stack.last() {
-                Some(parent) => parent.prev.as_ref().and_then(|t| t.find(&name)),
+                Some(parent) => parent.prev.as_ref().and_then(|(_, t)| t.find(&name)),
                 None => prev,
             };
             let node = match fsmeta::node_from(&entry.path, &name, &entry.meta) {
@@ -427,7 +439,7 @@ impl Ctx<'_> {
         dir_tx: &Sender<ClosedDir>,
     ) -> Result<()> {
         let dir = stack.pop().expect("stack not empty");
-        let rx = self.close(dir.children, dir_tx)?;
+        let rx = self.close(dir.children, dir.prev, dir_tx)?;
         self.progress.entry_done();
         let pending = Pending::Dir(dir.node, rx);
         match stack.last_mut() {
@@ -438,10 +450,11 @@ impl Ctx<'_> {
     }
 
     /// The parent snapshot's tree for a directory, if it had one there.
-    fn prev_subtree(&self, prev: Option<&Node>) -> Option<Tree> {
+    fn prev_subtree(&self, prev: Option<&Node>) -> Option<(Id, Tree)> {
         let node = prev.filter(|n| n.kind == NodeKind::Dir)?;
-        match self.repo.load_tree(node.subtree.as_ref()?) {
-            Ok(t) => Some(t),
+        let id = node.subtree?;
+        match self.repo.load_tree(&id) {
+            Ok(t) => Some((id, t)),
             Err(e) => {
                 // Not fatal: the directory is simply read in full.
                 self.problem(format!(
@@ -626,6 +639,14 @@ impl Ctx<'_> {
                     }),
                 };
                 tree.nodes.extend(node);
+            }
+            tree.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+            if let Some((id, prev)) = &dir.prev {
+                if prev.nodes == tree.nodes {
+                    // Nothing changed below: the parent's tree is this tree.
+                    let _ = dir.reply.send(*id);
+                    continue;
+                }
             }
             match self.store_tree(&mut tree) {
                 Ok(id) => {

@@ -136,22 +136,27 @@ impl PackBuilder {
 
     /// Write the trailer and name the pack.
     pub fn finish(self) -> FinishedPack {
-        let PackBuilder { data, entries } = self;
-        let mut w = Writer { buf: data };
-        let start = w.buf.len();
-        for e in &entries {
-            e.encode(&mut w);
-        }
-        let hash = blake3::hash(&w.buf[start..]);
-        w.raw(&hash.as_bytes()[..16]);
-        w.u32(entries.len() as u32);
-        w.raw(PACK_MAGIC);
+        let PackBuilder { mut data, entries } = self;
+        data.extend_from_slice(&encode_trailer(&entries));
         FinishedPack {
-            id: Id::of(&w.buf),
-            bytes: w.buf,
+            id: Id::of(&data),
+            bytes: data,
             entries,
         }
     }
+}
+
+/// The entry table and footer that end a pack holding `entries`.
+pub fn encode_trailer(entries: &[BlobEntry]) -> Vec<u8> {
+    let mut w = Writer::default();
+    for e in entries {
+        e.encode(&mut w);
+    }
+    let hash = blake3::hash(&w.buf);
+    w.raw(&hash.as_bytes()[..16]);
+    w.u32(entries.len() as u32);
+    w.raw(PACK_MAGIC);
+    w.buf
 }
 
 /// Parse the footer (the last FOOTER_LEN bytes of a pack): the entry count.

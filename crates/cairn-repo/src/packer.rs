@@ -1,6 +1,15 @@
 //! Collecting new blobs into packs during a backup, and the uploader thread
-//! that verifies each finished pack and stores it.
+//! that stores finished packs.
+//!
+//! Each worker thread fills its own pack, so adding a blob never waits for
+//! another thread. A pack is written to a spool file as it fills (memory
+//! holds only a write buffer), hashed as it goes, and handed to the uploader
+//! when it reaches the target size. Every blob is decompressed and checked
+//! against its id before it is written, by the thread that made it.
 
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -9,10 +18,13 @@ use cairn_chunk::compress::decompress;
 use cairn_chunk::Id;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::pack::{BlobKind, FinishedPack, PackBuilder};
+use crate::pack::{encode_trailer, BlobEntry, BlobKind, FLAG_ZSTD};
 use crate::repository::pack_key;
 use crate::segment::PackRecord;
 use crate::{Backend, Error, Result};
+
+/// Buffer between a pack writer and its spool file.
+const WRITE_BUFFER: usize = 1 << 20;
 
 /// Counts of what was added to packs.
 #[derive(Default, Debug)]
@@ -25,18 +37,95 @@ pub struct AddedCounters {
     pub stored: AtomicU64,
 }
 
+/// A finished pack waiting in the spool for the uploader.
+struct SpooledPack {
+    id: Id,
+    path: PathBuf,
+    entries: Vec<BlobEntry>,
+}
+
+/// One pack being filled.
+struct PackWriter {
+    path: PathBuf,
+    file: BufWriter<File>,
+    hasher: blake3::Hasher,
+    entries: Vec<BlobEntry>,
+    len: u64,
+}
+
+fn spool_name() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "pack-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl PackWriter {
+    fn create(spool: &Path) -> Result<PackWriter> {
+        fs::create_dir_all(spool).map_err(|e| Error::io(spool, e))?;
+        let path = spool.join(spool_name());
+        let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(PackWriter {
+            path,
+            file: BufWriter::with_capacity(WRITE_BUFFER, file),
+            hasher: blake3::Hasher::new(),
+            entries: Vec::new(),
+            len: 0,
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.file
+            .write_all(bytes)
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn add(&mut self, mut entry: BlobEntry, stored: &[u8]) -> Result<()> {
+        entry.offset = self.len;
+        self.write(stored)?;
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<SpooledPack> {
+        let trailer = encode_trailer(&self.entries);
+        self.write(&trailer)?;
+        self.file.flush().map_err(|e| Error::io(&self.path, e))?;
+        Ok(SpooledPack {
+            id: Id(*self.hasher.finalize().as_bytes()),
+            path: self.path,
+            entries: self.entries,
+        })
+    }
+}
+
 /// Fills packs of one blob kind and hands full ones to the uploader.
 pub struct Packer {
     kind: BlobKind,
-    target: usize,
-    current: Mutex<PackBuilder>,
-    tx: Sender<FinishedPack>,
+    target: u64,
+    /// One open pack per rayon worker, plus one for other threads.
+    slots: Vec<Mutex<Option<PackWriter>>>,
+    /// `None` for a dry run: blobs are verified and counted, not written.
+    spool: Option<PathBuf>,
+    tx: Sender<SpooledPack>,
     counters: Arc<AddedCounters>,
 }
 
 impl Packer {
+    fn slot(&self) -> &Mutex<Option<PackWriter>> {
+        let last = self.slots.len() - 1;
+        let i = rayon::current_thread_index().map_or(last, |i| i % last);
+        &self.slots[i]
+    }
+
     /// Add one blob; ships the pack when it reaches the target size.
     pub fn add(&self, id: Id, stored: &[u8], compressed: bool, raw_len: u32) -> Result<()> {
+        verify(&id, stored, compressed, raw_len)?;
         self.counters.blobs.fetch_add(1, Ordering::Relaxed);
         self.counters
             .raw
@@ -44,28 +133,63 @@ impl Packer {
         self.counters
             .stored
             .fetch_add(stored.len() as u64, Ordering::Relaxed);
+        let Some(spool) = &self.spool else {
+            return Ok(());
+        };
+        let entry = BlobEntry {
+            id,
+            kind: self.kind,
+            flags: if compressed { FLAG_ZSTD } else { 0 },
+            stored_len: stored.len() as u32,
+            raw_len,
+            offset: 0,
+        };
         let full = {
-            let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
-            cur.add(id, self.kind, stored, compressed, raw_len);
-            (cur.len() >= self.target).then(|| std::mem::take(&mut *cur))
+            let mut slot = self.slot().lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() {
+                *slot = Some(PackWriter::create(spool)?);
+            }
+            let w = slot.as_mut().expect("just filled");
+            w.add(entry, stored)?;
+            if w.len >= self.target {
+                slot.take()
+            } else {
+                None
+            }
         };
         match full {
-            Some(b) => self.ship(b),
+            Some(w) => self.ship(w),
             None => Ok(()),
         }
     }
 
-    fn ship(&self, builder: PackBuilder) -> Result<()> {
-        self.tx.send(builder.finish()).map_err(|_| uploader_gone())
+    fn ship(&self, w: PackWriter) -> Result<()> {
+        let pack = w.finish()?;
+        self.tx.send(pack).map_err(|e| {
+            let _ = fs::remove_file(&e.0.path);
+            uploader_gone()
+        })
     }
 
-    /// Ship the partly filled pack, if any.
+    /// Ship every partly filled pack.
     pub fn flush(&self) -> Result<()> {
-        let b = std::mem::take(&mut *self.current.lock().unwrap_or_else(|p| p.into_inner()));
-        if b.is_empty() {
-            Ok(())
-        } else {
-            self.ship(b)
+        for slot in &self.slots {
+            let w = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(w) = w {
+                self.ship(w)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Packer {
+    /// A backup that failed leaves no spool files behind.
+    fn drop(&mut self) {
+        for slot in &self.slots {
+            if let Some(w) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                let _ = fs::remove_file(&w.path);
+            }
         }
     }
 }
@@ -74,23 +198,25 @@ fn uploader_gone() -> Error {
     Error::Invalid("pack uploader stopped after an earlier error".into())
 }
 
-/// The thread that verifies and stores finished packs.
+/// The thread that stores finished packs.
 pub struct Uploader {
-    tx: Option<Sender<FinishedPack>>,
+    tx: Option<Sender<SpooledPack>>,
     handle: JoinHandle<Result<Vec<PackRecord>>>,
+    spool: Option<PathBuf>,
     /// What the packers added.
     pub counters: Arc<AddedCounters>,
 }
 
 impl Uploader {
-    /// Start the uploader. With `dry_run` packs are verified and counted but
-    /// not stored.
+    /// Start the uploader. With `dry_run` nothing is written anywhere.
     pub fn start(backend: Arc<dyn Backend>, dry_run: bool) -> Uploader {
-        let (tx, rx) = bounded::<FinishedPack>(2);
-        let handle = std::thread::spawn(move || upload_loop(&*backend, &rx, dry_run));
+        let (tx, rx) = bounded::<SpooledPack>(4);
+        let spool = (!dry_run).then(|| backend.spool_dir());
+        let handle = std::thread::spawn(move || upload_loop(&*backend, &rx));
         Uploader {
             tx: Some(tx),
             handle,
+            spool,
             counters: Arc::default(),
         }
     }
@@ -99,8 +225,11 @@ impl Uploader {
     pub fn packer(&self, kind: BlobKind, target: usize) -> Packer {
         Packer {
             kind,
-            target,
-            current: Mutex::new(PackBuilder::default()),
+            target: target as u64,
+            slots: (0..=rayon::current_num_threads())
+                .map(|_| Mutex::new(None))
+                .collect(),
+            spool: self.spool.clone(),
             tx: self.tx.clone().expect("uploader running"),
             counters: self.counters.clone(),
         }
@@ -116,42 +245,41 @@ impl Uploader {
     }
 }
 
-fn upload_loop(
-    backend: &dyn Backend,
-    rx: &Receiver<FinishedPack>,
-    dry_run: bool,
-) -> Result<Vec<PackRecord>> {
+fn upload_loop(backend: &dyn Backend, rx: &Receiver<SpooledPack>) -> Result<Vec<PackRecord>> {
     let mut records = Vec::new();
+    let mut failed = None;
     for pack in rx {
-        verify(&pack)?;
-        if !dry_run {
-            backend.put(&pack_key(&pack.id), &pack.bytes)?;
+        if failed.is_some() {
+            // Keep draining so no packer blocks, and leave no spool files.
+            let _ = fs::remove_file(&pack.path);
+            continue;
         }
-        records.push(PackRecord {
-            pack: pack.id,
-            entries: pack.entries,
-        });
+        match backend.put_file(&pack_key(&pack.id), &pack.path) {
+            Ok(()) => records.push(PackRecord {
+                pack: pack.id,
+                entries: pack.entries,
+            }),
+            Err(e) => failed = Some(e),
+        }
     }
-    Ok(records)
+    failed.map_or(Ok(records), Err)
 }
 
-/// Check every blob of a pack against its id before the pack is committed,
-/// so a bug or bad memory cannot store data that does not match its name.
-fn verify(pack: &FinishedPack) -> Result<()> {
-    for e in &pack.entries {
-        let stored = &pack.bytes[e.offset as usize..][..e.stored_len as usize];
-        let ok = if e.compressed() {
-            decompress(stored, e.raw_len as usize).is_ok_and(|raw| Id::of(&raw) == e.id)
-        } else {
-            Id::of(stored) == e.id
-        };
-        if !ok {
-            return Err(Error::corrupt(
-                "blob",
-                e.id,
-                "does not match its id after compression; nothing was stored",
-            ));
-        }
+/// Check a blob against its id before it goes into a pack, so a bug or bad
+/// memory cannot store data that does not match its name.
+fn verify(id: &Id, stored: &[u8], compressed: bool, raw_len: u32) -> Result<()> {
+    let ok = if compressed {
+        decompress(stored, raw_len as usize).is_ok_and(|raw| Id::of(&raw) == *id)
+    } else {
+        stored.len() == raw_len as usize && Id::of(stored) == *id
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::corrupt(
+            "blob",
+            id,
+            "does not match its id after compression; nothing was stored",
+        ))
     }
-    Ok(())
 }
