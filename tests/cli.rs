@@ -410,7 +410,7 @@ fn json_outputs_parse() {
         &["min", "avg", "max"],
         "cat config chunker",
     );
-    assert_eq!(cfg["compression"], "zstd:3");
+    assert_eq!(cfg["compression"], "zstd:1");
     // `cat` prints JSON with or without --json.
     let plain = env.ok(["cat", "config"]);
     let again: Value = serde_json::from_slice(&plain.stdout).unwrap();
