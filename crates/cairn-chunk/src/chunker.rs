@@ -12,7 +12,7 @@ use fastcdc::v2020::FastCDC;
 use crate::ChunkerParams;
 
 /// Smallest read block; always at least twice the maximum chunk size.
-const MIN_BLOCK: usize = 4 << 20;
+const MIN_BLOCK: usize = 1 << 20;
 
 /// Splits streams into chunks whose boundaries depend only on content.
 #[derive(Clone, Debug)]

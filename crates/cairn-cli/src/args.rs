@@ -41,6 +41,10 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Print a repository object as JSON.
     Cat(CatArgs),
+    /// Show what changed between two snapshots.
+    Diff(DiffArgs),
+    /// Mount the repository read-only (FUSE) until Ctrl-C or `fusermount3 -u`.
+    Mount(MountArgs),
     /// Sizes, dedup and compression ratios.
     Stats(StatsArgs),
 }
@@ -169,4 +173,20 @@ pub struct StatsArgs {
     pub snapshots: Vec<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// The older snapshot.
+    pub first: String,
+    /// The newer snapshot.
+    pub second: String,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// An existing empty directory.
+    pub mountpoint: PathBuf,
 }

@@ -22,6 +22,7 @@ pub mod backup;
 #[allow(missing_docs)]
 pub mod codec;
 pub mod config;
+pub mod diff;
 mod error;
 pub mod fsmeta;
 pub mod index;

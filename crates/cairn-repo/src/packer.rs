@@ -24,7 +24,7 @@ use crate::segment::PackRecord;
 use crate::{Backend, Error, Result};
 
 /// Buffer between a pack writer and its spool file.
-const WRITE_BUFFER: usize = 1 << 20;
+const WRITE_BUFFER: usize = 256 << 10;
 
 /// Counts of what was added to packs.
 #[derive(Default, Debug)]

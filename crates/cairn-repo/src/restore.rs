@@ -60,6 +60,99 @@ pub struct RestoreOutcome {
     pub verified: u64,
     /// One line per path that could not be restored.
     pub errors: Vec<String>,
+    /// With `--dry-run`: what would be written, created or deleted.
+    pub planned: Vec<Planned>,
+}
+
+/// One change a dry run found.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Planned {
+    /// `write` (file content), `create` (directory, link, special file) or `delete`.
+    pub action: &'static str,
+    /// Path relative to the target.
+    pub path: String,
+    /// Bytes that would be written.
+    pub bytes: u64,
+}
+
+/// Compare the plan with what the target holds, writing nothing.
+fn dry_run(plan: &Plan, opts: &RestoreOptions) -> RestoreOutcome {
+    let target = &opts.target;
+    let mut out = RestoreOutcome::default();
+    let mut scratch = Vec::new();
+    let show = |p: &Path| p.display().to_string();
+    for (rel, _) in plan.dirs.iter().rev() {
+        if !target.join(rel).is_dir() {
+            out.planned.push(Planned {
+                action: "create",
+                path: show(rel),
+                bytes: 0,
+            });
+        }
+    }
+    out.dirs = plan.dirs.len() as u64;
+    for (rel, node) in &plan.files {
+        let path = target.join(rel);
+        let existing = fs::symlink_metadata(&path).ok().filter(|m| m.is_file());
+        let file = existing.and_then(|_| fs::File::open(&path).ok());
+        let mut offset = 0u64;
+        let mut differing = 0u64;
+        for c in &node.content {
+            let same = file
+                .as_ref()
+                .is_some_and(|f| same_chunk(f, offset, c.len, &c.id, &mut scratch));
+            if !same {
+                differing += u64::from(c.len);
+            }
+            offset += u64::from(c.len);
+        }
+        let size_ok = file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .is_some_and(|m| m.len() == node.size);
+        if differing == 0 && size_ok {
+            out.files_unchanged += 1;
+            out.bytes_unchanged += node.size;
+        } else {
+            out.files_written += 1;
+            out.bytes_written += differing;
+            out.planned.push(Planned {
+                action: "write",
+                path: show(rel),
+                bytes: differing,
+            });
+        }
+    }
+    for (rel, _) in &plan.others {
+        if fs::symlink_metadata(target.join(rel)).is_err() {
+            out.planned.push(Planned {
+                action: "create",
+                path: show(rel),
+                bytes: 0,
+            });
+        }
+    }
+    for (rel, first) in &plan.hardlinks {
+        if !same_inode(&target.join(rel), &target.join(first)) {
+            out.planned.push(Planned {
+                action: "create",
+                path: show(rel),
+                bytes: 0,
+            });
+        }
+    }
+    out.others = (plan.others.len() + plan.hardlinks.len()) as u64;
+    if opts.delete {
+        for rel in extras(target, &plan.keep) {
+            out.deleted += 1;
+            out.planned.push(Planned {
+                action: "delete",
+                path: show(&rel),
+                bytes: 0,
+            });
+        }
+    }
+    out
 }
 
 /// Progress callbacks.
@@ -134,11 +227,7 @@ pub fn restore(
     }
     let mut out = RestoreOutcome::default();
     if opts.dry_run {
-        out.files_written = plan.files.len() as u64;
-        out.bytes_written = plan.total_bytes;
-        out.dirs = plan.dirs.len() as u64;
-        out.others = (plan.others.len() + plan.hardlinks.len()) as u64;
-        return Ok(out);
+        return Ok(dry_run(&plan, opts));
     }
     let target = &opts.target;
     fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
@@ -538,9 +627,10 @@ fn remove_existing(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Remove entries under `target` that are not in `keep`; returns how many.
-fn delete_extra(target: &Path, keep: &HashSet<PathBuf>, w: &Writer) -> u64 {
-    let mut deleted = 0;
+/// Entries under `target` that are not in `keep` (a directory is listed,
+/// not its contents).
+fn extras(target: &Path, keep: &HashSet<PathBuf>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
     let mut it = walkdir_sorted(target);
     while let Some(entry) = it.next() {
         let Ok(entry) = entry else { continue };
@@ -550,13 +640,22 @@ fn delete_extra(target: &Path, keep: &HashSet<PathBuf>, w: &Writer) -> u64 {
         if rel.as_os_str().is_empty() || keep.contains(rel) {
             continue;
         }
-        let is_dir = entry.file_type().is_dir();
-        if is_dir {
+        if entry.file_type().is_dir() {
             it.skip_current_dir();
         }
-        match remove_existing(entry.path()) {
+        out.push(rel.to_path_buf());
+    }
+    out
+}
+
+/// Remove entries under `target` that are not in `keep`; returns how many.
+fn delete_extra(target: &Path, keep: &HashSet<PathBuf>, w: &Writer) -> u64 {
+    let mut deleted = 0;
+    for rel in extras(target, keep) {
+        let path = target.join(rel);
+        match remove_existing(&path) {
             Ok(()) => deleted += 1,
-            Err(e) => w.fail(entry.path(), &Error::io(entry.path(), e)),
+            Err(e) => w.fail(&path, &Error::io(&path, e)),
         }
     }
     deleted

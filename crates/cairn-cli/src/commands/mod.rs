@@ -1,6 +1,7 @@
 //! One module per group of commands; each returns the process exit code.
 
 mod backup;
+mod diff;
 mod inspect;
 mod restore;
 mod stats;
@@ -25,6 +26,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Cat(a) => inspect::cat(&cli, &out, a),
         Command::Restore(a) => restore::restore(&cli, &out, a),
         Command::Stats(a) => stats::stats(&cli, &out, a),
+        Command::Diff(a) => diff::diff(&cli, &out, a),
+        Command::Mount(a) => diff::mount(&cli, &out, a),
     }
 }
 

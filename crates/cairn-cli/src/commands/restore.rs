@@ -42,8 +42,12 @@ pub fn restore(cli: &Cli, out: &Out, args: &RestoreArgs) -> Result<u8> {
             "deleted": o.deleted,
             "verified": o.verified,
             "errors": o.errors,
+            "planned": o.planned,
         }))?;
     } else {
+        for p in &o.planned {
+            println!("would {} {} ({})", p.action, p.path, human_bytes(p.bytes));
+        }
         let verb = if args.dry_run {
             "would restore"
         } else {

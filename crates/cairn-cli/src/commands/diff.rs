@@ -1,0 +1,62 @@
+//! `cairn diff` and `cairn mount`: looking at snapshots without restoring them.
+
+use anyhow::{bail, Result};
+use cairn_repo::diff::{diff_trees, DiffSummary};
+use serde_json::json;
+
+use crate::args::{Cli, DiffArgs, MountArgs};
+use crate::location;
+use crate::output::{human_bytes, Out};
+
+pub fn diff(cli: &Cli, out: &Out, args: &DiffArgs) -> Result<u8> {
+    let repo = location::open(cli)?;
+    let filter = args.filter.filter();
+    let (id_a, a) = repo.find_snapshot(&args.first, &filter)?;
+    let (id_b, b) = repo.find_snapshot(&args.second, &filter)?;
+    let changes = diff_trees(&repo, &a.tree, &b.tree)?;
+    let summary = DiffSummary::of(&changes);
+    if out.json {
+        out.json(&json!({
+            "first": id_a.to_hex(),
+            "second": id_b.to_hex(),
+            "changes": changes,
+            "summary": summary,
+        }))?;
+        return Ok(0);
+    }
+    for c in &changes {
+        println!("{}  {}", c.kind.marker(), c.path);
+    }
+    out.info(&format!(
+        "{} -> {}: {} added ({}), {} removed ({}), {} modified ({} new), {} metadata only, {} changed type",
+        id_a.short(),
+        id_b.short(),
+        summary.added,
+        human_bytes(summary.bytes_added),
+        summary.removed,
+        human_bytes(summary.bytes_removed),
+        summary.modified,
+        human_bytes(summary.bytes_modified),
+        summary.metadata,
+        summary.type_changed
+    ));
+    Ok(0)
+}
+
+pub fn mount(cli: &Cli, out: &Out, args: &MountArgs) -> Result<u8> {
+    let mp = &args.mountpoint;
+    if !mp.is_dir() {
+        bail!("{}: mount point is not an existing directory", mp.display());
+    }
+    cairn_mount::check_fuse()?;
+    let repo = location::open(cli)?;
+    out.info(&format!(
+        "serving {} at {} (read-only); Ctrl-C or `fusermount3 -u {}` to unmount",
+        location::location(cli),
+        mp.display(),
+        mp.display()
+    ));
+    cairn_mount::mount_and_serve(repo, mp)?;
+    out.info("unmounted");
+    Ok(0)
+}
