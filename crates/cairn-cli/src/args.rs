@@ -45,6 +45,12 @@ pub enum Command {
     Diff(DiffArgs),
     /// Mount the repository read-only (FUSE) until Ctrl-C or `fusermount3 -u`.
     Mount(MountArgs),
+    /// Free the space of data no snapshot references.
+    Prune(PruneArgs),
+    /// Verify the repository's structure, and with --read-data every byte.
+    Check(CheckArgs),
+    /// Rebuild derived data from the repository.
+    Repair(RepairArgs),
     /// Sizes, dedup and compression ratios.
     Stats(StatsArgs),
 }
@@ -189,4 +195,36 @@ pub struct DiffArgs {
 pub struct MountArgs {
     /// An existing empty directory.
     pub mountpoint: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Repack packs with more than this share unused (percent, e.g. 5 or 5%).
+    #[arg(long, default_value = "5", value_name = "PERCENT")]
+    pub max_unused: String,
+    /// Show what would be freed, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Read and verify every blob.
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read and verify this share of the packs (percent, e.g. 10 or 10%).
+    #[arg(long, value_name = "PERCENT", conflicts_with = "read_data")]
+    pub read_data_subset: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RepairArgs {
+    #[command(subcommand)]
+    pub what: RepairWhat,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RepairWhat {
+    /// Rebuild the index (repository segments and local cache) from the packs.
+    Index,
 }

@@ -22,6 +22,7 @@ use cairn_chunk::{ChunkOut, Chunker, FileChunker, Id, WalkOptions, Walker};
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::fsmeta;
+use crate::lock::BackupLock;
 use crate::pack::BlobKind;
 use crate::packer::{Packer, Uploader};
 use crate::segment::Segment;
@@ -157,6 +158,15 @@ pub fn backup(
 ) -> Result<BackupOutcome> {
     let started = Instant::now();
     let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    // The lock comes before we read the index: a prune that does not see it
+    // has already published the index we are about to read (docs/FORMAT.md).
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        let lock = BackupLock::acquire(repo.backend().clone(), &opts.host)?;
+        repo.refresh_index()?;
+        Some(lock)
+    };
     let cfg = repo.config();
     let uploader = Uploader::start(repo.backend().clone(), opts.dry_run);
     let ctx = Ctx {

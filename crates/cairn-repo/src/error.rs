@@ -106,6 +106,12 @@ impl From<std::io::Error> for Error {
 }
 
 impl Error {
+    /// Whether this says an object does not exist (a concurrent prune or
+    /// forget may delete what a listing just returned).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Backend { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+
     /// Wrap an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io {

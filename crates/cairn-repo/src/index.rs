@@ -14,7 +14,7 @@ use crate::segment::Segment;
 use crate::{Error, Result};
 
 /// Bumped when the cache's tables change; an older cache is rebuilt.
-const CACHE_SCHEMA: i64 = 1;
+const CACHE_SCHEMA: i64 = 2;
 
 /// Where a blob is: its pack and its entry in the pack's table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,12 +68,14 @@ impl Index {
             .map_err(err)?;
         if schema != Some(CACHE_SCHEMA) {
             conn.execute_batch(
-                "DROP TABLE IF EXISTS blobs; DROP TABLE IF EXISTS packs; DROP TABLE IF EXISTS segments;",
+                "DROP TABLE IF EXISTS blobs; DROP TABLE IF EXISTS packs;
+                 DROP TABLE IF EXISTS segments; DROP TABLE IF EXISTS doomed;",
             )
             .map_err(err)?;
         }
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS segments(id BLOB PRIMARY KEY) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS doomed(pack BLOB PRIMARY KEY) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS packs(n INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE);
              CREATE TABLE IF NOT EXISTS blobs(
                  id BLOB PRIMARY KEY, pack INTEGER NOT NULL, kind INTEGER NOT NULL,
@@ -184,13 +186,35 @@ impl Index {
             .collect()
     }
 
-    /// Whether a blob is stored.
+    /// Whether a blob is stored in a pack a backup may reference: a blob
+    /// only in a pack that a prune plan dooms does not count (a backup stores
+    /// it again rather than depend on it).
     pub fn contains(&self, id: &Id) -> Result<bool> {
         let conn = self.conn();
         let mut st = conn
-            .prepare_cached("SELECT 1 FROM blobs WHERE id=?1")
+            .prepare_cached(
+                "SELECT 1 FROM blobs b JOIN packs p ON p.n = b.pack
+                 WHERE b.id=?1 AND NOT EXISTS (SELECT 1 FROM doomed d WHERE d.pack = p.id)",
+            )
             .map_err(|e| self.err(e))?;
         st.exists([&id.0[..]]).map_err(|e| self.err(e))
+    }
+
+    /// Replace the set of packs that prune plans doom.
+    pub fn set_doomed(&self, packs: &HashSet<Id>) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        tx.execute("DELETE FROM doomed", [])
+            .map_err(|e| self.err(e))?;
+        {
+            let mut ins = tx
+                .prepare_cached("INSERT OR IGNORE INTO doomed(pack) VALUES(?1)")
+                .map_err(|e| self.err(e))?;
+            for p in packs {
+                ins.execute([&p.0[..]]).map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
     }
 
     /// Counts and sizes per blob kind.
@@ -266,6 +290,13 @@ mod tests {
         assert!(!idx.contains(&Id::of(b"other")).unwrap());
         assert_eq!(idx.segments().unwrap().len(), 1);
         assert_eq!(idx.totals(BlobKind::Data).unwrap().raw, 20);
+        // A doomed pack stays readable but does not count for dedup.
+        idx.set_doomed(&[Id::of(b"pack")].into_iter().collect())
+            .unwrap();
+        assert!(!idx.contains(&blob).unwrap());
+        assert!(idx.lookup(&blob).unwrap().is_some());
+        idx.set_doomed(&HashSet::new()).unwrap();
+        assert!(idx.contains(&blob).unwrap());
         idx.clear().unwrap();
         assert!(idx.lookup(&blob).unwrap().is_none());
     }

@@ -19,6 +19,7 @@
 
 pub mod backend;
 pub mod backup;
+pub mod check;
 #[allow(missing_docs)]
 pub mod codec;
 pub mod config;
@@ -26,8 +27,11 @@ pub mod diff;
 mod error;
 pub mod fsmeta;
 pub mod index;
+pub mod lock;
 pub mod pack;
 pub mod packer;
+pub mod prune;
+pub mod repair;
 pub mod repository;
 pub mod restore;
 pub mod segment;

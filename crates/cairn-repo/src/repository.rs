@@ -85,7 +85,7 @@ impl Repository {
             config,
             index,
         };
-        repo.sync_index()?;
+        repo.refresh_index()?;
         Ok(repo)
     }
 
@@ -105,7 +105,19 @@ impl Repository {
     }
 
     /// Bring the cache up to date with the segments in the repository.
-    fn sync_index(&self) -> Result<()> {
+    /// A prune may delete a superseded segment between our listing and our
+    /// read; then the listing is simply taken again.
+    pub fn refresh_index(&self) -> Result<()> {
+        let mut attempts = 0;
+        loop {
+            match self.try_refresh_index() {
+                Err(e) if e.is_not_found() && attempts < 10 => attempts += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn try_refresh_index(&self) -> Result<()> {
         let present: Vec<Id> = self
             .backend
             .list("index/")?
@@ -128,12 +140,16 @@ impl Repository {
         {
             // A prune replaced segments we had loaded: start over.
             self.index.clear()?;
-            return self.reload_all(&present);
+            self.reload_all(&present)?;
+            return self
+                .index
+                .set_doomed(&crate::prune::doomed_packs(&*self.backend)?);
         }
         for (id, seg) in new.iter().filter(|(id, _)| !superseded.contains(id)) {
             self.index.add_segment(id, seg)?;
         }
-        Ok(())
+        self.index
+            .set_doomed(&crate::prune::doomed_packs(&*self.backend)?)
     }
 
     fn reload_all(&self, present: &[Id]) -> Result<()> {
@@ -213,7 +229,10 @@ impl Repository {
             else {
                 continue;
             };
-            let bytes = self.backend.get(&key)?;
+            let bytes = match self.backend.get(&key) {
+                Err(e) if e.is_not_found() => continue, // forgotten meanwhile
+                other => other?,
+            };
             out.push((id, Snapshot::decode(&id, &bytes)?));
         }
         out.sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));

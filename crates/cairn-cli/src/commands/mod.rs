@@ -3,6 +3,7 @@
 mod backup;
 mod diff;
 mod inspect;
+mod maintain;
 mod restore;
 mod stats;
 
@@ -28,6 +29,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Stats(a) => stats::stats(&cli, &out, a),
         Command::Diff(a) => diff::diff(&cli, &out, a),
         Command::Mount(a) => diff::mount(&cli, &out, a),
+        Command::Prune(a) => maintain::prune(&cli, &out, a),
+        Command::Check(a) => maintain::check(&cli, &out, a),
+        Command::Repair(a) => maintain::repair(&cli, &out, a),
     }
 }
 

@@ -1,0 +1,228 @@
+//! Check: is every snapshot restorable? Structure (trees load and verify,
+//! every chunk is indexed, every indexed pack exists) and, with read-data,
+//! every byte (each pack hashed against its name, each blob against its id).
+//! A damaged pack is reported with the snapshots and files that need it.
+
+use std::collections::{HashMap, HashSet};
+
+use cairn_chunk::Id;
+use serde::Serialize;
+
+use crate::index::Location;
+use crate::pack::parse_pack;
+use crate::prune::{effective_segments, stored_packs};
+use crate::repository::{decode_blob, pack_key};
+use crate::tree::NodeKind;
+use crate::{Repository, Result};
+
+/// How much to read.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CheckOptions {
+    /// Percentage of packs to read fully (0: structure only, 100: all).
+    pub read_data_percent: f64,
+}
+
+/// A pack that is missing or fails verification, and what depends on it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Damage {
+    /// Pack id.
+    pub pack: Id,
+    /// What is wrong.
+    pub reason: String,
+    /// Short ids of snapshots that reference blobs in it.
+    pub snapshots: Vec<String>,
+    /// Paths (snapshot short id, path) of files that need it.
+    pub paths: Vec<String>,
+}
+
+/// What a check found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CheckReport {
+    /// Snapshots checked.
+    pub snapshots: u64,
+    /// Trees loaded and verified.
+    pub trees: u64,
+    /// Packs in the index.
+    pub packs: u64,
+    /// Packs read in full.
+    pub packs_read: u64,
+    /// Blobs decompressed and verified.
+    pub blobs_read: u64,
+    /// Problems that make some snapshot not restorable.
+    pub errors: Vec<String>,
+    /// Damaged or missing packs with their dependents.
+    pub damaged: Vec<Damage>,
+    /// Harmless oddities (unindexed packs).
+    pub warnings: Vec<String>,
+}
+
+impl CheckReport {
+    /// Whether every snapshot is restorable.
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty() && self.damaged.is_empty()
+    }
+}
+
+/// Check the repository.
+pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
+    let mut report = CheckReport::default();
+    let segments = effective_segments(repo)?;
+    let mut pack_blobs: HashMap<Id, Vec<Location>> = HashMap::new();
+    let mut blob_pack: HashMap<Id, Id> = HashMap::new();
+    for (_, seg) in &segments {
+        for p in &seg.packs {
+            for e in &p.entries {
+                blob_pack.entry(e.id).or_insert(p.pack);
+                pack_blobs.entry(p.pack).or_default().push(Location {
+                    pack: p.pack,
+                    entry: *e,
+                });
+            }
+        }
+    }
+    report.packs = pack_blobs.len() as u64;
+    let stored: HashSet<Id> = stored_packs(&**repo.backend())?.into_iter().collect();
+    let mut bad: HashMap<Id, String> = HashMap::new();
+    for pack in pack_blobs.keys() {
+        if !stored.contains(pack) {
+            bad.insert(*pack, "missing from the repository".into());
+        }
+    }
+    for pack in stored.iter().filter(|p| !pack_blobs.contains_key(p)) {
+        report.warnings.push(format!(
+            "pack {} is in no index (left by an interrupted backup, or a backup is running); prune removes it",
+            pack.short()
+        ));
+    }
+    let salt = crate::config::random_id().prefix_u64();
+    for (pack, locs) in &pack_blobs {
+        let chosen = opts.read_data_percent >= 100.0
+            || ((pack.prefix_u64() ^ salt) % 10_000) as f64 * 0.01 < opts.read_data_percent;
+        if !chosen || bad.contains_key(pack) {
+            continue;
+        }
+        report.packs_read += 1;
+        match read_pack(repo, pack, locs) {
+            Ok(n) => report.blobs_read += n,
+            Err(reason) => {
+                bad.insert(*pack, reason);
+            }
+        }
+    }
+    walk_snapshots(repo, &blob_pack, &bad, &mut report)?;
+    Ok(report)
+}
+
+/// Read a whole pack and verify it; the number of blobs verified.
+fn read_pack(repo: &Repository, pack: &Id, locs: &[Location]) -> Result<u64, String> {
+    let bytes = repo
+        .backend()
+        .get(&pack_key(pack))
+        .map_err(|e| e.to_string())?;
+    if Id::of(&bytes) != *pack {
+        return Err("content does not match its name (damaged)".into());
+    }
+    let entries = parse_pack(&bytes)?;
+    let listed: HashSet<Id> = entries.iter().map(|e| e.id).collect();
+    for loc in locs {
+        if !listed.contains(&loc.entry.id) {
+            return Err(format!(
+                "index lists blob {} that the pack does not hold",
+                loc.entry.id.short()
+            ));
+        }
+        let e = &loc.entry;
+        let stored = bytes
+            .get(e.offset as usize..(e.offset + u64::from(e.stored_len)) as usize)
+            .ok_or("blob extends past the end of the pack")?;
+        decode_blob(loc, stored.to_vec()).map_err(|err| err.to_string())?;
+    }
+    Ok(locs.len() as u64)
+}
+
+/// Load every snapshot's trees; note missing blobs and who needs bad packs.
+fn walk_snapshots(
+    repo: &Repository,
+    blob_pack: &HashMap<Id, Id>,
+    bad: &HashMap<Id, String>,
+    report: &mut CheckReport,
+) -> Result<()> {
+    let mut damage: HashMap<Id, Damage> = bad
+        .iter()
+        .map(|(p, r)| {
+            (
+                *p,
+                Damage {
+                    pack: *p,
+                    reason: r.clone(),
+                    snapshots: Vec::new(),
+                    paths: Vec::new(),
+                },
+            )
+        })
+        .collect();
+    let mut loaded: HashSet<Id> = HashSet::new();
+    for (snap_id, snap) in repo.snapshots()? {
+        report.snapshots += 1;
+        let short = snap_id.short();
+        let mut hit_packs: HashSet<Id> = HashSet::new();
+        let mut stack = vec![(snap.tree, String::new())];
+        while let Some((tree_id, prefix)) = stack.pop() {
+            let pack_of = |id: &Id| blob_pack.get(id).copied();
+            if let Some(p) = pack_of(&tree_id).filter(|p| bad.contains_key(p)) {
+                hit_packs.insert(p);
+                push_path(&mut damage, &p, format!("{short}:/{prefix}"));
+                continue;
+            }
+            let tree = match repo.load_tree(&tree_id) {
+                Ok(t) => t,
+                Err(e) => {
+                    report
+                        .errors
+                        .push(format!("snapshot {short}: directory /{prefix}: {e}"));
+                    continue;
+                }
+            };
+            if loaded.insert(tree_id) {
+                report.trees += 1;
+            }
+            for node in tree.nodes {
+                let path = format!("{prefix}{}", String::from_utf8_lossy(&node.name));
+                for c in &node.content {
+                    match pack_of(&c.id) {
+                        None => report.errors.push(format!(
+                            "snapshot {short}: /{path}: chunk {} is not in the index",
+                            c.id.short()
+                        )),
+                        Some(p) if bad.contains_key(&p) => {
+                            hit_packs.insert(p);
+                            push_path(&mut damage, &p, format!("{short}:/{path}"));
+                        }
+                        Some(_) => {}
+                    }
+                }
+                if let (NodeKind::Dir, Some(t)) = (node.kind, node.subtree) {
+                    stack.push((t, format!("{path}/")));
+                }
+            }
+        }
+        for p in hit_packs {
+            if let Some(d) = damage.get_mut(&p) {
+                d.snapshots.push(short.clone());
+            }
+        }
+    }
+    report.errors.dedup();
+    let mut list: Vec<Damage> = damage.into_values().collect();
+    list.sort_by_key(|d| d.pack);
+    report.damaged = list;
+    Ok(())
+}
+
+fn push_path(damage: &mut HashMap<Id, Damage>, pack: &Id, path: String) {
+    if let Some(d) = damage.get_mut(pack) {
+        if !d.paths.contains(&path) {
+            d.paths.push(path);
+        }
+    }
+}

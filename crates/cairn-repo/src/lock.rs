@@ -1,0 +1,185 @@
+//! Backup locks: how a prune learns which backups might still reference
+//! data it wants to delete, without ever making a backup wait.
+//!
+//! A backup writes `locks/<run>-<seq>` before it reads the index and
+//! rewrites it (next `seq`, then deletes the old one) every few minutes while
+//! it runs; it deletes it when done. Objects are never modified, so a
+//! refresh is a new object. A lock whose time is older than `STALE_AFTER` is
+//! ignored: a crashed process cannot block anything for longer than that.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::random_id;
+use crate::{Backend, Result};
+
+/// A lock not refreshed for this long belongs to a dead process.
+pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+/// How often a running backup refreshes its lock.
+const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+
+/// The content of a lock object.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// Identifies one backup run across refreshes.
+    pub run: String,
+    /// Host that runs it.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// When this lock object was written (RFC 3339, UTC).
+    pub time: String,
+}
+
+/// A held backup lock; released (deleted) on drop.
+pub struct BackupLock {
+    backend: Arc<dyn Backend>,
+    run: String,
+    stop: Arc<AtomicBool>,
+    refresher: Option<JoinHandle<()>>,
+    current: Arc<std::sync::Mutex<String>>,
+}
+
+fn lock_key(run: &str, seq: u64) -> String {
+    format!("locks/{run}-{seq:08}")
+}
+
+fn write_lock(backend: &dyn Backend, run: &str, host: &str, seq: u64) -> Result<String> {
+    let info = LockInfo {
+        run: run.to_string(),
+        host: host.to_string(),
+        pid: std::process::id(),
+        time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    };
+    let key = lock_key(run, seq);
+    backend.put(&key, &serde_json::to_vec(&info).expect("lock serializes"))?;
+    Ok(key)
+}
+
+impl BackupLock {
+    /// Write the lock and start refreshing it.
+    pub fn acquire(backend: Arc<dyn Backend>, host: &str) -> Result<BackupLock> {
+        let run = random_id().to_hex()[..16].to_string();
+        let key = write_lock(&*backend, &run, host, 0)?;
+        let current = Arc::new(std::sync::Mutex::new(key));
+        let stop = Arc::new(AtomicBool::new(false));
+        let refresher = {
+            let (backend, run, host) = (backend.clone(), run.clone(), host.to_string());
+            let (stop, current) = (stop.clone(), current.clone());
+            std::thread::spawn(move || refresh_loop(&*backend, &run, &host, &stop, &current))
+        };
+        Ok(BackupLock {
+            backend,
+            run,
+            stop,
+            refresher: Some(refresher),
+            current,
+        })
+    }
+
+    /// The run id recorded in prune plans.
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+}
+
+fn refresh_loop(
+    backend: &dyn Backend,
+    run: &str,
+    host: &str,
+    stop: &AtomicBool,
+    current: &std::sync::Mutex<String>,
+) {
+    let mut seq = 0;
+    let tick = Duration::from_millis(200);
+    let mut waited = Duration::ZERO;
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(tick);
+        waited += tick;
+        if waited < REFRESH_EVERY {
+            continue;
+        }
+        waited = Duration::ZERO;
+        seq += 1;
+        if let Ok(key) = write_lock(backend, run, host, seq) {
+            let mut cur = current.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = backend.delete(&cur);
+            *cur = key;
+        }
+    }
+}
+
+impl Drop for BackupLock {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.refresher.take() {
+            let _ = h.join();
+        }
+        let key = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let _ = self.backend.delete(&key);
+    }
+}
+
+/// Runs of the backups whose locks are present and not stale.
+pub fn live_runs(backend: &dyn Backend) -> Result<HashSet<String>> {
+    let now = chrono::Utc::now();
+    let mut out = HashSet::new();
+    for key in backend.list("locks/")? {
+        let Ok(bytes) = backend.get(&key) else {
+            continue; // released while we listed
+        };
+        let Ok(info) = serde_json::from_slice::<LockInfo>(&bytes) else {
+            continue;
+        };
+        let fresh = chrono::DateTime::parse_from_rfc3339(&info.time).is_ok_and(|t| {
+            (now - t.with_timezone(&chrono::Utc))
+                .to_std()
+                .map_or(true, |age| age < STALE_AFTER)
+        });
+        if fresh {
+            out.insert(info.run);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LocalBackend;
+
+    #[test]
+    fn lock_is_visible_while_held_and_gone_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
+        let lock = BackupLock::acquire(backend.clone(), "h").unwrap();
+        assert!(live_runs(&*backend).unwrap().contains(lock.run()));
+        drop(lock);
+        assert!(live_runs(&*backend).unwrap().is_empty());
+    }
+
+    #[test]
+    fn stale_locks_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::new(dir.path());
+        let old = LockInfo {
+            run: "dead".into(),
+            host: "h".into(),
+            pid: 1,
+            time: "2020-01-01T00:00:00Z".into(),
+        };
+        backend
+            .put("locks/dead-00000000", &serde_json::to_vec(&old).unwrap())
+            .unwrap();
+        assert!(live_runs(&backend).unwrap().is_empty());
+    }
+}

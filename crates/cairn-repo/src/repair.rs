@@ -1,0 +1,57 @@
+//! `repair index`: rebuild the index from the packs alone. Each pack carries
+//! its own table of blobs, so the index segments (and the local cache) can
+//! always be recreated from the packs.
+
+use serde::Serialize;
+
+use crate::prune::{read_pack_entries, stored_packs};
+use crate::repository::segment_key;
+use crate::segment::{PackRecord, Segment};
+use crate::{Repository, Result};
+
+/// What a rebuild found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RepairReport {
+    /// Packs indexed.
+    pub packs: u64,
+    /// Blobs indexed.
+    pub blobs: u64,
+    /// Old segments replaced.
+    pub segments_replaced: u64,
+    /// Packs whose table could not be read (left out of the index).
+    pub unreadable: Vec<String>,
+}
+
+/// Write one segment listing every readable pack, superseding all existing
+/// segments, then delete those and reload the local cache.
+pub fn repair_index(repo: &Repository) -> Result<RepairReport> {
+    let backend = repo.backend();
+    let mut report = RepairReport::default();
+    let mut packs = Vec::new();
+    for pack in stored_packs(&**backend)? {
+        match read_pack_entries(&**backend, &pack) {
+            Ok(entries) => {
+                report.packs += 1;
+                report.blobs += entries.len() as u64;
+                packs.push(PackRecord { pack, entries });
+            }
+            Err(e) => report.unreadable.push(e.to_string()),
+        }
+    }
+    let old: Vec<_> = backend
+        .list("index/")?
+        .iter()
+        .filter_map(|k| k.strip_prefix("index/")?.parse().ok())
+        .collect();
+    report.segments_replaced = old.len() as u64;
+    let new = repo.write_segment(&Segment {
+        supersedes: old.clone(),
+        packs,
+    })?;
+    for id in old.iter().filter(|id| **id != new) {
+        backend.delete(&segment_key(id))?;
+    }
+    repo.index().clear()?;
+    repo.refresh_index()?;
+    Ok(report)
+}
