@@ -50,47 +50,92 @@ impl Chunker {
     /// of complete chunks, in stream order. Returns the bytes read.
     /// `size_hint` (the expected stream length) only sizes the buffer, so a
     /// small file does not cost a full block.
-    ///
-    /// The boundaries are exactly those `cut_all` finds on the whole stream:
-    /// a cut found before the end of the buffer does not depend on what comes
-    /// after it, so only the last, unterminated chunk of a block is carried over.
-    pub fn split<R, E, F>(&self, mut reader: R, size_hint: u64, mut batch: F) -> Result<u64, E>
+    pub fn split<R, E, F>(&self, reader: R, size_hint: u64, mut batch: F) -> Result<u64, E>
     where
         R: Read,
         E: From<io::Error>,
         F: FnMut(&[u8], &[Range<usize>]) -> Result<(), E>,
     {
+        let mut blocks = self.blocks(reader, size_hint);
+        while let Some(b) = blocks.next_block()? {
+            batch(&b.data, &b.cuts)?;
+        }
+        Ok(blocks.total)
+    }
+
+    /// The stream as a sequence of owned blocks of complete chunks, so that
+    /// a caller can cut the next block while it processes this one.
+    ///
+    /// The boundaries are exactly those `cut_all` finds on the whole stream:
+    /// a cut found before the end of the buffer does not depend on what comes
+    /// after it, so only the last, unterminated chunk of a block is carried over.
+    pub fn blocks<R: Read>(&self, reader: R, size_hint: u64) -> Blocks<'_, R> {
         // One byte more than expected, so that a file of the expected size
         // reaches end-of-file in the first fill.
         let first = usize::try_from(size_hint.saturating_add(1)).unwrap_or(self.block);
-        let mut buf = vec![0u8; first.clamp(4096, self.block)];
-        let mut filled = 0;
-        let mut total = 0u64;
+        Blocks {
+            chunker: self,
+            reader,
+            carry: Vec::new(),
+            capacity: first.clamp(4096, self.block),
+            eof: false,
+            total: 0,
+        }
+    }
+}
+
+/// Complete chunks read from a stream: `data[cuts[i]]` is chunk `i`.
+pub struct Block {
+    /// The bytes of the chunks, in order.
+    pub data: Vec<u8>,
+    /// Chunk ranges within `data`.
+    pub cuts: Vec<Range<usize>>,
+}
+
+/// Iterator-like reader of blocks; see [`Chunker::blocks`].
+pub struct Blocks<'c, R> {
+    chunker: &'c Chunker,
+    reader: R,
+    carry: Vec<u8>,
+    capacity: usize,
+    eof: bool,
+    /// Bytes read so far.
+    pub total: u64,
+}
+
+impl<R: Read> Blocks<'_, R> {
+    /// The next block, or `None` at the end of the stream.
+    pub fn next_block(&mut self) -> io::Result<Option<Block>> {
         loop {
-            let (n, eof) = fill(&mut reader, &mut buf[filled..])?;
-            filled += n;
-            total += n as u64;
-            if filled == 0 {
-                return Ok(total);
+            if self.eof {
+                return Ok(None);
             }
-            let mut cuts = self.cut_all(&buf[..filled]);
-            let carry = if eof {
-                0
-            } else {
-                cuts.pop().map_or(0, |r| r.len())
-            };
+            let mut buf = std::mem::take(&mut self.carry);
+            let filled = buf.len();
+            buf.resize(self.capacity.max(filled + 1), 0);
+            let (n, eof) = fill(&mut self.reader, &mut buf[filled..])?;
+            self.total += n as u64;
+            self.eof = eof;
+            let len = filled + n;
+            buf.truncate(len);
+            if len == 0 {
+                return Ok(None);
+            }
+            let mut cuts = self.chunker.cut_all(&buf);
+            if !eof {
+                if let Some(last) = cuts.pop() {
+                    self.carry = buf[last.start..].to_vec();
+                    buf.truncate(last.start);
+                }
+                if self.carry.len() * 2 > self.capacity {
+                    // The stream outgrew its size hint: read more at once so
+                    // that a block always holds a maximal chunk.
+                    self.capacity =
+                        (2 * self.capacity).min(self.chunker.block.max(2 * self.carry.len()));
+                }
+            }
             if !cuts.is_empty() {
-                batch(&buf[..filled], &cuts)?;
-            }
-            if eof {
-                return Ok(total);
-            }
-            buf.copy_within(filled - carry..filled, 0);
-            filled = carry;
-            if filled == buf.len() {
-                // The file outgrew its size hint and the buffer holds less
-                // than one maximal chunk: grow it so the next cut can finish.
-                buf.resize((2 * buf.len()).min(self.block.max(2 * filled)), 0);
+                return Ok(Some(Block { data: buf, cuts }));
             }
         }
     }

@@ -9,6 +9,7 @@ use std::io::{self, Read};
 
 use rayon::prelude::*;
 
+use crate::chunker::Block;
 use crate::{Chunker, Compression, Id};
 
 /// The bytes to store for a newly claimed chunk.
@@ -85,20 +86,33 @@ impl FileChunker {
         mut sink: S,
     ) -> Result<u64, E>
     where
-        R: Read,
+        R: Read + Send,
         E: From<io::Error>,
         S: FnMut(ChunkOut) -> Result<(), E>,
     {
-        self.chunker.split(reader, size_hint, |block, cuts| {
-            let outs: Vec<ChunkOut> = if cuts.len() == 1 {
-                vec![self.prepare(&block[cuts[0].clone()], claim)]
-            } else {
-                cuts.par_iter()
-                    .map(|r| self.prepare(&block[r.clone()], claim))
-                    .collect()
-            };
-            outs.into_iter().try_for_each(&mut sink)
-        })
+        let mut blocks = self.chunker.blocks(reader, size_hint);
+        let mut current = blocks.next_block()?;
+        while let Some(block) = current {
+            // Read and cut the next block while this one is hashed and
+            // compressed, so one large file keeps every core busy.
+            let (outs, next) =
+                rayon::join(|| self.prepare_block(&block, claim), || blocks.next_block());
+            outs.into_iter().try_for_each(&mut sink)?;
+            current = next?;
+        }
+        Ok(blocks.total)
+    }
+
+    fn prepare_block(&self, block: &Block, claim: &(dyn Fn(&Id) -> bool + Sync)) -> Vec<ChunkOut> {
+        if block.cuts.len() == 1 {
+            vec![self.prepare(&block.data[block.cuts[0].clone()], claim)]
+        } else {
+            block
+                .cuts
+                .par_iter()
+                .map(|r| self.prepare(&block.data[r.clone()], claim))
+                .collect()
+        }
     }
 }
 
