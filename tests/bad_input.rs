@@ -398,3 +398,114 @@ fn unknown_command_line_input_fails_cleanly() {
     assert_eq!(env.snapshots().len(), 1);
     env.assert_repo_usable();
 }
+
+#[test]
+fn full_disk_fails_cleanly_and_leaves_no_snapshot() {
+    if !is_root() {
+        eprintln!("skipping the full-disk test: mounting a small tmpfs needs root");
+        return;
+    }
+    let env = Env::new();
+    let disk = env.path("small");
+    fs::create_dir_all(&disk).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&disk)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !mounted {
+        eprintln!("skipping the full-disk test: cannot mount tmpfs here");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(disk.clone());
+    let repo = disk.join("repo");
+    let cmd = || {
+        let mut c = Command::new(cairn_bin());
+        c.arg("--repo")
+            .arg(&repo)
+            .arg("--cache-dir")
+            .arg(&env.cache);
+        env.isolate(&mut c);
+        c
+    };
+    let src = env.path("src");
+    write(&src.join("small.txt"), "fits");
+    let mut c = cmd();
+    c.args(["backup", src.to_str().unwrap()]);
+    let ok = run_cmd(c);
+    assert_exit(&ok, 0, "a small backup fits");
+
+    write(&src.join("big.bin"), random_bytes(11, 8 << 20));
+    let mut c = cmd();
+    c.args(["backup", src.to_str().unwrap()]);
+    let full = run_cmd(c);
+    let line = assert_one_line_error(&full, "backup onto a full disk");
+    assert!(line.contains("No space left"), "{line}");
+    // Only the first snapshot exists, nothing is left in the spool, and the
+    // repository still restores.
+    assert_eq!(fs::read_dir(repo.join("snapshots")).unwrap().count(), 1);
+    assert_eq!(
+        fs::read_dir(repo.join(".spool")).map_or(0, |d| d.count()),
+        0,
+        "spool files left behind"
+    );
+    let mut c = cmd();
+    let out = env.path("out");
+    c.args([
+        "restore",
+        "latest",
+        "--target",
+        out.to_str().unwrap(),
+        "--verify",
+    ]);
+    assert_exit(&run_cmd(c), 0, "restore after a full disk");
+    assert_eq!(fs::read_to_string(out.join("small.txt")).unwrap(), "fits");
+}
+
+#[test]
+fn file_changing_while_read_is_reported_and_snapshot_still_written() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("steady.txt"), "steady");
+    let growing = src.join("growing.log");
+    write(&growing, random_bytes(12, 16 << 20));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, path) = (stop.clone(), growing.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = fs::OpenOptions::new().append(true).open(path).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                f.write_all(&[b'x'; 512]).unwrap();
+                f.flush().unwrap();
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        })
+    };
+    let out = env.run(["backup", src.to_str().unwrap(), "--json"]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("growing.log") && err.contains("changed while being read"),
+        "{err}"
+    );
+    assert_no_panic(&err, "backup of a changing file");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["snapshot_id"].is_string(), "snapshot still written: {v}");
+    let target = env.path("out");
+    env.restore("latest", &target, &["--verify"]);
+    assert_eq!(
+        fs::read_to_string(target.join("steady.txt")).unwrap(),
+        "steady"
+    );
+    assert!(fs::metadata(target.join("growing.log")).unwrap().len() >= 16 << 20);
+}

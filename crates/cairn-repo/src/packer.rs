@@ -53,6 +53,15 @@ struct PackWriter {
     len: u64,
 }
 
+/// Spool failures are storage errors (a full disk, say), never errors of
+/// the file being backed up.
+fn spool_err(path: &Path, source: std::io::Error) -> Error {
+    Error::Backend {
+        key: path.display().to_string(),
+        source,
+    }
+}
+
 fn spool_name() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     format!(
@@ -64,9 +73,9 @@ fn spool_name() -> String {
 
 impl PackWriter {
     fn create(spool: &Path) -> Result<PackWriter> {
-        fs::create_dir_all(spool).map_err(|e| Error::io(spool, e))?;
+        fs::create_dir_all(spool).map_err(|e| spool_err(spool, e))?;
         let path = spool.join(spool_name());
-        let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        let file = File::create(&path).map_err(|e| spool_err(&path, e))?;
         Ok(PackWriter {
             path,
             file: BufWriter::with_capacity(WRITE_BUFFER, file),
@@ -79,7 +88,7 @@ impl PackWriter {
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.file
             .write_all(bytes)
-            .map_err(|e| Error::io(&self.path, e))?;
+            .map_err(|e| spool_err(&self.path, e))?;
         self.hasher.update(bytes);
         self.len += bytes.len() as u64;
         Ok(())
@@ -95,7 +104,7 @@ impl PackWriter {
     fn finish(mut self) -> Result<SpooledPack> {
         let trailer = encode_trailer(&self.entries);
         self.write(&trailer)?;
-        self.file.flush().map_err(|e| Error::io(&self.path, e))?;
+        self.file.flush().map_err(|e| spool_err(&self.path, e))?;
         Ok(SpooledPack {
             id: Id(*self.hasher.finalize().as_bytes()),
             path: self.path,
@@ -164,7 +173,10 @@ impl Packer {
     }
 
     fn ship(&self, w: PackWriter) -> Result<()> {
-        let pack = w.finish()?;
+        let path = w.path.clone();
+        let pack = w.finish().inspect_err(|_| {
+            let _ = fs::remove_file(&path);
+        })?;
         self.tx.send(pack).map_err(|e| {
             let _ = fs::remove_file(&e.0.path);
             uploader_gone()
