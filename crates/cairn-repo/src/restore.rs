@@ -198,33 +198,22 @@ pub fn restore(
         include: PathMatcher::new(&opts.includes).map_err(|e| Error::Invalid(e.to_string()))?,
         exclude: PathMatcher::new(&opts.excludes).map_err(|e| Error::Invalid(e.to_string()))?,
     };
-    let mut plan = Plan::default();
-    let mut links = HashMap::new();
+    let mut planner = Planner {
+        repo,
+        filters: &filters,
+        plan: Plan::default(),
+        links: HashMap::new(),
+    };
     let whole = node.kind == NodeKind::Dir;
     if whole {
         let tree = node
             .subtree
             .ok_or_else(|| Error::corrupt("tree", snap_id, "directory without subtree"))?;
-        plan_tree(
-            repo,
-            &tree,
-            Path::new(""),
-            false,
-            &filters,
-            &mut plan,
-            &mut links,
-        )?;
+        planner.tree(&tree, Path::new(""), false)?;
     } else {
-        plan_node(
-            repo,
-            node.clone(),
-            Path::new(""),
-            false,
-            &filters,
-            &mut plan,
-            &mut links,
-        )?;
+        planner.node(node.clone(), Path::new(""), false)?;
     }
+    let plan = planner.plan;
     let mut out = RestoreOutcome::default();
     if opts.dry_run {
         return Ok(dry_run(&plan, opts));
@@ -302,85 +291,83 @@ fn safe_name(name: &[u8]) -> bool {
     !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
 }
 
-fn plan_tree(
-    repo: &Repository,
-    tree_id: &Id,
-    rel: &Path,
-    included: bool,
-    filters: &Filters,
-    plan: &mut Plan,
-    links: &mut HashMap<(u64, u64), PathBuf>,
-) -> Result<bool> {
-    let tree = repo.load_tree(tree_id)?;
-    let mut any = false;
-    for node in tree.nodes {
-        if !safe_name(&node.name) {
-            return Err(Error::corrupt(
-                "tree",
-                tree_id,
-                format!(
-                    "unsafe entry name {:?}",
-                    String::from_utf8_lossy(&node.name)
-                ),
-            ));
-        }
-        let path = rel.join(node.os_name());
-        any |= plan_node(repo, node, &path, included, filters, plan, links)?;
-    }
-    Ok(any)
+/// Walks the snapshot's trees and decides what the restore creates.
+struct Planner<'a> {
+    repo: &'a Repository,
+    filters: &'a Filters,
+    plan: Plan,
+    /// First path restored for each (device, inode) with several links.
+    links: HashMap<(u64, u64), PathBuf>,
 }
 
-/// Add one node (and what is below it) to the plan; true if anything was added.
-/// For a single file restored on its own, `rel` is empty and the node's name is used.
-fn plan_node(
-    repo: &Repository,
-    node: Node,
-    rel: &Path,
-    included: bool,
-    filters: &Filters,
-    plan: &mut Plan,
-    links: &mut HashMap<(u64, u64), PathBuf>,
-) -> Result<bool> {
-    let rel = if rel.as_os_str().is_empty() {
-        PathBuf::from(node.os_name())
-    } else {
-        rel.to_path_buf()
-    };
-    plan.keep.insert(rel.clone());
-    if filters.exclude.matches(&rel, None) {
-        return Ok(false);
-    }
-    let included = included || filters.include.is_empty() || filters.include.matches(&rel, None);
-    if node.kind == NodeKind::Dir {
-        let below = match &node.subtree {
-            Some(t) => plan_tree(repo, t, &rel, included, filters, plan, links)?,
-            None => false,
-        };
-        if below || included {
-            plan.dirs.push((rel, node));
-            return Ok(true);
+impl Planner<'_> {
+    /// Add the entries of a tree below `rel`; true if anything was added.
+    fn tree(&mut self, tree_id: &Id, rel: &Path, included: bool) -> Result<bool> {
+        let tree = self.repo.load_tree(tree_id)?;
+        let mut any = false;
+        for node in tree.nodes {
+            if !safe_name(&node.name) {
+                return Err(Error::corrupt(
+                    "tree",
+                    tree_id,
+                    format!(
+                        "unsafe entry name {:?}",
+                        String::from_utf8_lossy(&node.name)
+                    ),
+                ));
+            }
+            let path = rel.join(node.os_name());
+            any |= self.node(node, &path, included)?;
         }
-        return Ok(false);
+        Ok(any)
     }
-    if !included {
-        return Ok(false);
-    }
-    match node.kind {
-        NodeKind::File if node.nlink > 1 => match links.get(&(node.dev, node.inode)) {
-            Some(first) => plan.hardlinks.push((rel, first.clone())),
-            None => {
-                links.insert((node.dev, node.inode), rel.clone());
+
+    /// Add one node (and what is below it); true if anything was added. For
+    /// a single file restored on its own, `rel` is empty and its name is used.
+    fn node(&mut self, node: Node, rel: &Path, included: bool) -> Result<bool> {
+        let rel = if rel.as_os_str().is_empty() {
+            PathBuf::from(node.os_name())
+        } else {
+            rel.to_path_buf()
+        };
+        self.plan.keep.insert(rel.clone());
+        if self.filters.exclude.matches(&rel, None) {
+            return Ok(false);
+        }
+        let included =
+            included || self.filters.include.is_empty() || self.filters.include.matches(&rel, None);
+        if node.kind == NodeKind::Dir {
+            let below = match &node.subtree {
+                Some(t) => self.tree(t, &rel, included)?,
+                None => false,
+            };
+            if below || included {
+                self.plan.dirs.push((rel, node));
+                return Ok(true);
+            }
+            return Ok(false);
+        }
+        if !included {
+            return Ok(false);
+        }
+        let plan = &mut self.plan;
+        match node.kind {
+            NodeKind::File if node.nlink > 1 => match self.links.get(&(node.dev, node.inode)) {
+                Some(first) => plan.hardlinks.push((rel, first.clone())),
+                None => {
+                    self.links.insert((node.dev, node.inode), rel.clone());
+                    plan.total_bytes += node.size;
+                    plan.files.push((rel, node));
+                }
+            },
+            NodeKind::File => {
                 plan.total_bytes += node.size;
                 plan.files.push((rel, node));
             }
-        },
-        NodeKind::File => {
-            plan.total_bytes += node.size;
-            plan.files.push((rel, node));
+            _ => plan.others.push((rel, node)),
         }
-        _ => plan.others.push((rel, node)),
+        Ok(true)
     }
-    Ok(true)
 }
 
 struct Writer<'a> {
