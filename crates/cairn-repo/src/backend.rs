@@ -30,6 +30,28 @@ pub trait Backend: Send + Sync {
     fn spool_dir(&self) -> PathBuf {
         std::env::temp_dir()
     }
+    /// Remove spool files older than `age` (left by crashed backups);
+    /// returns how many.
+    fn clean_spool(&self, age: std::time::Duration) -> u64 {
+        let Ok(entries) = fs::read_dir(self.spool_dir()) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for e in entries.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|a| a > age);
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ours = name.starts_with("pack-");
+            if old && ours && !writer_alive(&name) && fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
     /// The whole object.
     fn get(&self, key: &str) -> Result<Vec<u8>>;
     /// `len` bytes from `offset`.
@@ -42,6 +64,13 @@ pub trait Backend: Send + Sync {
     fn delete(&self, key: &str) -> Result<()>;
     /// Whether an object exists.
     fn exists(&self, key: &str) -> Result<bool>;
+}
+
+/// Whether the process named in a spool file (`pack-<pid>-<n>`) runs here.
+fn writer_alive(name: &str) -> bool {
+    let pid = name.split('-').nth(1).and_then(|p| p.parse::<i32>().ok());
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    pid.is_some_and(|p| unsafe { libc::kill(p, 0) } == 0)
 }
 
 /// A repository in a local directory. Files are written to a temporary name,
@@ -258,6 +287,25 @@ fn walk_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clean_spool_removes_only_old_files_of_dead_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        let spool = b.spool_dir();
+        fs::create_dir_all(&spool).unwrap();
+        let old = filetime::FileTime::from_unix_time(1_000_000_000, 0);
+        let dead = spool.join("pack-999999999-0");
+        let alive = spool.join(format!("pack-{}-0", std::process::id()));
+        let fresh = spool.join("pack-999999999-1");
+        for p in [&dead, &alive, &fresh] {
+            fs::write(p, b"x").unwrap();
+        }
+        filetime::set_file_mtime(&dead, old).unwrap();
+        filetime::set_file_mtime(&alive, old).unwrap();
+        assert_eq!(b.clean_spool(std::time::Duration::from_secs(3600)), 1);
+        assert!(!dead.exists() && alive.exists() && fresh.exists());
+    }
 
     #[test]
     fn put_get_list_delete() {

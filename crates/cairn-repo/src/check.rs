@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::index::Location;
 use crate::pack::parse_pack;
-use crate::prune::{effective_segments, stored_packs};
+use crate::prune::{effective_segments, read_pack_entries, stored_packs};
 use crate::repository::{decode_blob, pack_key};
 use crate::tree::NodeKind;
 use crate::{Repository, Result};
@@ -93,6 +93,35 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
             "pack {} is in no index (left by an interrupted backup, or a backup is running); prune removes it",
             pack.short()
         ));
+    }
+    // The index must match each pack's own table (two small reads a pack).
+    for (pack, locs) in &pack_blobs {
+        if bad.contains_key(pack) {
+            continue;
+        }
+        match read_pack_entries(&**repo.backend(), pack) {
+            Ok(entries) => {
+                let own: HashSet<_> = entries
+                    .iter()
+                    .map(|e| (e.id, e.offset, e.stored_len))
+                    .collect();
+                if let Some(l) = locs
+                    .iter()
+                    .find(|l| !own.contains(&(l.entry.id, l.entry.offset, l.entry.stored_len)))
+                {
+                    bad.insert(
+                        *pack,
+                        format!(
+                            "index entry for blob {} does not match the pack's own table",
+                            l.entry.id.short()
+                        ),
+                    );
+                }
+            }
+            Err(e) => {
+                bad.insert(*pack, format!("unreadable table: {e}"));
+            }
+        }
     }
     let salt = crate::config::random_id().prefix_u64();
     for (pack, locs) in &pack_blobs {

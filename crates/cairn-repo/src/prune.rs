@@ -65,7 +65,12 @@ pub struct PruneReport {
     pub blocking_backups: u64,
     /// Doomed packs kept because a snapshot written meanwhile needs them.
     pub packs_resurrected: u64,
+    /// Leftover spool files of crashed backups removed.
+    pub spool_files_removed: u64,
 }
+
+/// Spool files older than this belong to backups that died.
+const SPOOL_STALE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Packs to delete once no backup that might reference them is running.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -183,6 +188,9 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     let mut report = PruneReport::default();
     if !opts.dry_run {
         carry_out_plans(repo, &mut report)?;
+        // A backup writes its spool files continuously; a day-old one is
+        // from a backup that died.
+        report.spool_files_removed = repo.backend().clean_spool(SPOOL_STALE);
     }
     let used = referenced(repo)?;
     let segments = effective_segments(repo)?;
