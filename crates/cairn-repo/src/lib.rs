@@ -24,6 +24,7 @@ pub mod codec;
 pub mod config;
 pub mod diff;
 mod error;
+pub mod forget;
 pub mod fsmeta;
 pub mod index;
 pub mod pack;
