@@ -45,7 +45,9 @@ pub enum Command {
     Diff(DiffArgs),
     /// Mount the repository read-only (FUSE) until Ctrl-C or `fusermount3 -u`.
     Mount(MountArgs),
-    /// Sizes, dedup and compression ratios.
+    /// Remove snapshots by id or by a retention policy (the data stays until a prune).
+    Forget(ForgetArgs),
+    /// Sizes, dedup and compression ratios, and what each snapshot alone holds.
     Stats(StatsArgs),
 }
 
@@ -165,6 +167,42 @@ pub struct CatArgs {
     pub kind: String,
     /// Object id (snapshot: id, prefix or `latest`).
     pub id: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    /// Snapshots to remove: ids, prefixes or `latest` (instead of a policy).
+    #[arg(value_name = "SNAP")]
+    pub snapshots: Vec<String>,
+    /// Keep the N newest snapshots of each group.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent hours (UTC).
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent days (UTC).
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent ISO weeks (UTC).
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent months (UTC).
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent years (UTC).
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot with this tag (repeatable).
+    #[arg(long = "keep-tag", value_name = "TAG")]
+    pub keep_tags: Vec<String>,
+    /// also run prune afterwards
+    #[arg(long)]
+    pub prune: bool,
+    /// Show what would be kept and removed, and why; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Args, Debug)]

@@ -2,6 +2,7 @@
 
 mod backup;
 mod diff;
+mod forget;
 mod inspect;
 mod restore;
 mod stats;
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Ls(a) => inspect::ls(&cli, &out, a),
         Command::Cat(a) => inspect::cat(&cli, &out, a),
         Command::Restore(a) => restore::restore(&cli, &out, a),
+        Command::Forget(a) => forget::forget(&cli, &out, a),
         Command::Stats(a) => stats::stats(&cli, &out, a),
         Command::Diff(a) => diff::diff(&cli, &out, a),
         Command::Mount(a) => diff::mount(&cli, &out, a),
