@@ -33,6 +33,7 @@ pub mod repository;
 pub mod restore;
 pub mod segment;
 pub mod snapshot;
+pub mod stats;
 pub mod tree;
 
 pub use backend::{Backend, LocalBackend};
