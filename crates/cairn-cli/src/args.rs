@@ -49,6 +49,9 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Sizes, dedup and compression ratios, and what each snapshot alone holds.
     Stats(StatsArgs),
+    /// Dedup, compression, index size and speed of trees under several
+    /// chunker settings, without a repository.
+    Bench(BenchArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -227,4 +230,27 @@ pub struct DiffArgs {
 pub struct MountArgs {
     /// An existing empty directory.
     pub mountpoint: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Trees to measure. With several (say yesterday's and today's copy of a
+    /// volume), what the last adds on top of the others is reported too.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Average chunk sizes to try, comma-separated (min = avg/4, max = avg*4).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "16K,32K,64K,256K,1M"
+    )]
+    pub chunk_avg: Vec<String>,
+    /// Compressions to try, comma-separated (zstd:N or none). Default: the
+    /// default repository compression (zstd:1).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub compression: Vec<String>,
+    /// Also write an SVG chart of stored and index bytes against chunk size.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
 }

@@ -1,6 +1,7 @@
 //! One module per group of commands; each returns the process exit code.
 
 mod backup;
+mod bench;
 mod diff;
 mod forget;
 mod inspect;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Restore(a) => restore::restore(&cli, &out, a),
         Command::Forget(a) => forget::forget(&cli, &out, a),
         Command::Stats(a) => stats::stats(&cli, &out, a),
+        Command::Bench(a) => bench::bench(&out, a),
         Command::Diff(a) => diff::diff(&cli, &out, a),
         Command::Mount(a) => diff::mount(&cli, &out, a),
     }
