@@ -57,9 +57,9 @@ pub fn bench(out: &Out, args: &BenchArgs) -> Result<u8> {
 
 /// `16K`, `1M`: chunk sizes as users type them.
 fn size_label(n: u32) -> String {
-    if n >= 1 << 20 && n % (1 << 20) == 0 {
+    if n >= 1 << 20 && n.trailing_zeros() >= 20 {
         format!("{}M", n >> 20)
-    } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+    } else if n >= 1 << 10 && n.trailing_zeros() >= 10 {
         format!("{}K", n >> 10)
     } else {
         n.to_string()
