@@ -156,7 +156,8 @@ pub enum SurveyError {
 
 /// Survey `paths` under every setting of `opts`. Files or directories that
 /// cannot be read are skipped and reported through `problem` (once, in the
-/// first pass); a path that cannot be read at all is an error.
+/// first pass; a file that fails part-way keeps what was read of it); a
+/// path that cannot be read at all is an error.
 pub fn survey(
     paths: &[PathBuf],
     opts: &SurveyOptions,
