@@ -309,3 +309,23 @@ fn repair_index_rebuilds_the_index_from_the_packs() {
     env.restore("latest", &out, &["--verify"]);
     assert_trees_equal(&src, &out);
 }
+
+#[test]
+fn forget_with_prune_frees_the_space_in_one_command() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("data.bin"), random_bytes(20, 3 << 20));
+    env.backup(&src, &[]);
+    write(&src.join("data.bin"), random_bytes(21, 3 << 20));
+    env.backup(&src, &[]);
+    let before = dir_size(&env.repo);
+    let v = env.json(["forget", "--keep-last", "1", "--prune"]);
+    assert_eq!(v["removed"], 1, "{v}");
+    assert!(v["prune"]["packs_deleted"].as_u64().unwrap() >= 1, "{v}");
+    assert!(dir_size(&env.repo) + (2 << 20) < before);
+    assert_eq!(env.snapshots().len(), 1);
+    env.ok(["check", "--read-data"]);
+    let out = env.path("out");
+    env.restore("latest", &out, &["--verify"]);
+    assert_trees_equal(&src, &out);
+}

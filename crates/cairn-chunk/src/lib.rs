@@ -5,6 +5,8 @@
 //! each chunk by its BLAKE3 hash ([`Id`]) and compresses the chunks a caller
 //! asks for ([`compress`]), hashing and compressing in parallel on rayon's pool
 //! ([`pipeline`]). The repository crate decides what is stored where.
+//! [`survey`] measures how trees would deduplicate and compress under
+//! several settings without storing anything (`cairn bench`).
 //!
 //! ```
 //! use cairn_chunk::{ChunkerParams, Chunker, Id};
@@ -24,6 +26,7 @@ pub mod compress;
 pub mod id;
 pub mod params;
 pub mod pipeline;
+pub mod survey;
 pub mod walk;
 
 pub use chunker::Chunker;

@@ -51,8 +51,13 @@ pub enum Command {
     Check(CheckArgs),
     /// Rebuild derived data from the repository.
     Repair(RepairArgs),
-    /// Sizes, dedup and compression ratios.
+    /// Remove snapshots by id or by a retention policy (the data stays until a prune).
+    Forget(ForgetArgs),
+    /// Sizes, dedup and compression ratios, and what each snapshot alone holds.
     Stats(StatsArgs),
+    /// Dedup, compression, index size and speed of trees under several
+    /// chunker settings, without a repository.
+    Bench(BenchArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -174,6 +179,42 @@ pub struct CatArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ForgetArgs {
+    /// Snapshots to remove: ids, prefixes or `latest` (instead of a policy).
+    #[arg(value_name = "SNAP")]
+    pub snapshots: Vec<String>,
+    /// Keep the N newest snapshots of each group.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent hours (UTC).
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent days (UTC).
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent ISO weeks (UTC).
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent months (UTC).
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent years (UTC).
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot with this tag (repeatable).
+    #[arg(long = "keep-tag", value_name = "TAG")]
+    pub keep_tags: Vec<String>,
+    /// also run prune afterwards
+    #[arg(long)]
+    pub prune: bool,
+    /// Show what would be kept and removed, and why; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct StatsArgs {
     /// Snapshots to count (default: all).
     pub snapshots: Vec<String>,
@@ -227,4 +268,27 @@ pub struct RepairArgs {
 pub enum RepairWhat {
     /// Rebuild the index (repository segments and local cache) from the packs.
     Index,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Trees to measure. With several (say yesterday's and today's copy of a
+    /// volume), what the last adds on top of the others is reported too.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Average chunk sizes to try, comma-separated (min = avg/4, max = avg*4).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "16K,32K,64K,256K,1M"
+    )]
+    pub chunk_avg: Vec<String>,
+    /// Compressions to try, comma-separated (zstd:N or none). Default: the
+    /// default repository compression (zstd:1).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub compression: Vec<String>,
+    /// Also write an SVG chart of stored and index bytes against chunk size.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
 }

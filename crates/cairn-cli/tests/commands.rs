@@ -20,6 +20,8 @@ fn help_lists_the_commands() {
         "restore",
         "cat",
         "stats",
+        "forget",
+        "bench",
     ] {
         assert!(text.contains(cmd), "--help does not mention {cmd}:\n{text}");
     }

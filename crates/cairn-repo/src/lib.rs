@@ -25,6 +25,7 @@ pub mod codec;
 pub mod config;
 pub mod diff;
 mod error;
+pub mod forget;
 pub mod fsmeta;
 pub mod index;
 pub mod lock;
@@ -36,6 +37,7 @@ pub mod repository;
 pub mod restore;
 pub mod segment;
 pub mod snapshot;
+pub mod stats;
 pub mod tree;
 
 pub use backend::{Backend, LocalBackend};

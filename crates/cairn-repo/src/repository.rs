@@ -253,6 +253,12 @@ impl Repository {
         Ok(id)
     }
 
+    /// Delete a snapshot (`forget`). The data it references stays until a
+    /// prune; removing a snapshot that is already gone is not an error.
+    pub fn remove_snapshot(&self, id: &Id) -> Result<()> {
+        self.backend.delete(&snapshot_key(id))
+    }
+
     /// Follow `subpath` (relative to the snapshot root; empty or `/` is the
     /// root) to a node. The root itself is returned as a synthetic directory node.
     pub fn resolve_path(&self, snap_id: &Id, snap: &Snapshot, subpath: &[u8]) -> Result<Node> {

@@ -10,6 +10,9 @@ use crate::args::{CheckArgs, Cli, PruneArgs, RepairArgs, RepairWhat};
 use crate::location;
 use crate::output::{human_bytes, Out};
 
+/// `prune --max-unused` when not given (also used by `forget --prune`).
+pub const DEFAULT_MAX_UNUSED: f64 = 5.0;
+
 /// `10`, `10%` or `12.5` as a percentage in 0..=100.
 fn percent(s: &str) -> Result<f64> {
     let v: f64 = match s.trim().trim_end_matches('%').parse() {
@@ -42,7 +45,7 @@ pub fn prune_and_report(repo: &Repository, out: &Out, opts: &PruneOptions) -> Re
     Ok(0)
 }
 
-fn print_prune(out: &Out, dry_run: bool, r: &PruneReport) {
+pub fn print_prune(out: &Out, dry_run: bool, r: &PruneReport) {
     out.info(&format!(
         "blobs: {} used, {} unused; packs: {} kept, {} to repack ({} blobs, {}), {} unused",
         r.blobs_used,

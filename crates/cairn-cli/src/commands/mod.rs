@@ -1,7 +1,9 @@
 //! One module per group of commands; each returns the process exit code.
 
 mod backup;
+mod bench;
 mod diff;
+mod forget;
 mod inspect;
 mod maintain;
 mod restore;
@@ -26,7 +28,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Ls(a) => inspect::ls(&cli, &out, a),
         Command::Cat(a) => inspect::cat(&cli, &out, a),
         Command::Restore(a) => restore::restore(&cli, &out, a),
+        Command::Forget(a) => forget::forget(&cli, &out, a),
         Command::Stats(a) => stats::stats(&cli, &out, a),
+        Command::Bench(a) => bench::bench(&out, a),
         Command::Diff(a) => diff::diff(&cli, &out, a),
         Command::Mount(a) => diff::mount(&cli, &out, a),
         Command::Prune(a) => maintain::prune(&cli, &out, a),
