@@ -111,16 +111,16 @@ impl<R: Read> Blocks<'_, R> {
                 return Ok(None);
             }
             let mut buf = std::mem::take(&mut self.carry);
-            let filled = buf.len();
-            buf.resize(self.capacity.max(filled + 1), 0);
-            let (n, eof) = fill(&mut self.reader, &mut buf[filled..])?;
+            let want = self.capacity.max(buf.len() + 1) - buf.len();
+            buf.reserve_exact(want);
+            // read_to_end fills spare capacity without zeroing it first.
+            let n = (&mut self.reader).take(want as u64).read_to_end(&mut buf)?;
             self.total += n as u64;
-            self.eof = eof;
-            let len = filled + n;
-            buf.truncate(len);
-            if len == 0 {
+            self.eof = n < want;
+            if buf.is_empty() {
                 return Ok(None);
             }
+            let eof = self.eof;
             let mut cuts = self.chunker.cut_all(&buf);
             if !eof {
                 if let Some(last) = cuts.pop() {
@@ -139,20 +139,6 @@ impl<R: Read> Blocks<'_, R> {
             }
         }
     }
-}
-
-/// Read until `buf` is full or the stream ends; returns (bytes, reached end).
-fn fill<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<(usize, bool)> {
-    let mut n = 0;
-    while n < buf.len() {
-        match reader.read(&mut buf[n..]) {
-            Ok(0) => return Ok((n, true)),
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok((n, false))
 }
 
 #[cfg(test)]

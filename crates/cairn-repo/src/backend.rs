@@ -257,9 +257,16 @@ impl Backend for LocalBackend {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
-        match fs::remove_file(self.path(key)) {
+        let path = self.path(key);
+        match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(self.err(key, e)),
-            _ => Ok(()),
+            Err(_) => Ok(()),
+            // Make the removal durable too: a forgotten snapshot must not
+            // come back after a crash.
+            Ok(()) => path
+                .parent()
+                .map_or(Ok(()), sync_dir)
+                .map_err(|e| self.err(key, e)),
         }
     }
 

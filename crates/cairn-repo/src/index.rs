@@ -40,6 +40,8 @@ pub struct KindTotals {
 pub struct Index {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// Whether any pack is doomed; without, dedup uses the plain lookup.
+    any_doomed: std::sync::atomic::AtomicBool,
 }
 
 impl Index {
@@ -91,6 +93,7 @@ impl Index {
         Ok(Index {
             conn: Mutex::new(conn),
             path: shown,
+            any_doomed: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -191,12 +194,13 @@ impl Index {
     /// it again rather than depend on it).
     pub fn contains(&self, id: &Id) -> Result<bool> {
         let conn = self.conn();
-        let mut st = conn
-            .prepare_cached(
-                "SELECT 1 FROM blobs b JOIN packs p ON p.n = b.pack
-                 WHERE b.id=?1 AND NOT EXISTS (SELECT 1 FROM doomed d WHERE d.pack = p.id)",
-            )
-            .map_err(|e| self.err(e))?;
+        let sql = if self.any_doomed.load(std::sync::atomic::Ordering::Relaxed) {
+            "SELECT 1 FROM blobs b JOIN packs p ON p.n = b.pack
+             WHERE b.id=?1 AND NOT EXISTS (SELECT 1 FROM doomed d WHERE d.pack = p.id)"
+        } else {
+            "SELECT 1 FROM blobs WHERE id=?1"
+        };
+        let mut st = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
         st.exists([&id.0[..]]).map_err(|e| self.err(e))
     }
 
@@ -214,7 +218,10 @@ impl Index {
                 ins.execute([&p.0[..]]).map_err(|e| self.err(e))?;
             }
         }
-        tx.commit().map_err(|e| self.err(e))
+        tx.commit().map_err(|e| self.err(e))?;
+        self.any_doomed
+            .store(!packs.is_empty(), std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// Counts and sizes per blob kind.

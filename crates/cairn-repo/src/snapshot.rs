@@ -109,7 +109,14 @@ impl Snapshot {
                 "content does not match its id",
             ));
         }
-        serde_json::from_slice(data).map_err(|e| Error::corrupt("snapshot", id, e))
+        let snap: Snapshot =
+            serde_json::from_slice(data).map_err(|e| Error::corrupt("snapshot", id, e))?;
+        // An unreadable time would sort the snapshot as the oldest, the
+        // first a retention policy removes.
+        chrono::DateTime::parse_from_rfc3339(&snap.time).map_err(|e| {
+            Error::corrupt("snapshot", id, format!("invalid time {:?}: {e}", snap.time))
+        })?;
+        Ok(snap)
     }
 }
 
