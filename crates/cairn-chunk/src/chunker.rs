@@ -146,16 +146,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+    fn noise_n(len: usize, seed: u64) -> Vec<u8> {
+        crate::testdata::noise(seed, len)
     }
 
     fn streamed(chunker: &Chunker, data: &[u8]) -> Vec<Vec<u8>> {
@@ -183,7 +175,7 @@ mod tests {
     fn streaming_matches_whole_buffer_cuts() {
         let params = ChunkerParams::from_avg(16 << 10).unwrap();
         let chunker = Chunker::new(params);
-        let data = pseudo_random(3 * chunker.block_size() + 12345, 9);
+        let data = noise_n(3 * chunker.block_size() + 12345, 9);
         let whole: Vec<Vec<u8>> = chunker
             .cut_all(&data)
             .into_iter()
@@ -201,7 +193,7 @@ mod tests {
     #[test]
     fn an_insertion_changes_few_chunks() {
         let chunker = Chunker::new(ChunkerParams::from_avg(8 << 10).unwrap());
-        let a = pseudo_random(1 << 20, 3);
+        let a = noise_n(1 << 20, 3);
         let mut b = a.clone();
         b.splice(500_000..500_000, b"inserted".iter().copied());
         let ca = streamed(&chunker, &a);
@@ -214,7 +206,7 @@ mod tests {
         #[test]
         fn chunks_concatenate_to_input(len in 0usize..200_000, seed in any::<u64>()) {
             let chunker = Chunker::new(ChunkerParams { min: 1024, avg: 4096, max: 16384 });
-            let data = pseudo_random(len, seed);
+            let data = noise_n(len, seed);
             let chunks = streamed(&chunker, &data);
             prop_assert!(chunks.iter().all(|c| c.len() <= 16384 && !c.is_empty()));
             prop_assert_eq!(chunks.concat(), data);

@@ -27,6 +27,8 @@ pub mod id;
 pub mod params;
 pub mod pipeline;
 pub mod survey;
+#[cfg(test)]
+mod testdata;
 pub mod walk;
 
 pub use chunker::Chunker;

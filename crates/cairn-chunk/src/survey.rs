@@ -342,19 +342,8 @@ impl<'a> Pass<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testdata::noise;
     use std::fs;
-
-    fn noise(seed: u64, len: usize) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
 
     fn opts(avgs: &[u32], compressions: &[Compression]) -> SurveyOptions {
         SurveyOptions {
