@@ -18,6 +18,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::fsmeta;
+use crate::index::Location;
+use crate::repository::{decode_blob, pack_key};
 use crate::snapshot::Snapshot;
 use crate::tree::{Node, NodeKind};
 use crate::{Error, Repository, Result};
@@ -414,14 +416,31 @@ impl Writer<'_> {
                 .or_default()
                 .push(self.target.join(rel));
         }
-        plan.files.par_iter().for_each(|(rel, node)| {
+        // Each file is prepared (created, sized, compared with what is there)
+        // in parallel; then every pack that holds needed chunks is read once,
+        // in offset order, and its blobs written wherever they are needed.
+        let needs: Vec<Option<FileNeeds>> = plan
+            .files
+            .par_iter()
+            .map(|(rel, node)| {
+                let path = self.target.join(rel);
+                let others = links.get(rel.as_path()).map_or(&[][..], Vec::as_slice);
+                self.prepare_file(&path, node, others)
+                    .map_err(|e| self.fail(&path, &e))
+                    .ok()
+            })
+            .collect();
+        let failed = self.fill_files(plan, &needs);
+        for (i, (rel, node)) in plan.files.iter().enumerate() {
             let path = self.target.join(rel);
-            let others = links.get(rel.as_path()).map_or(&[][..], Vec::as_slice);
-            match self.write_file(&path, node, others) {
-                Ok(()) => self.note(&path, fsmeta::apply(&path, node, self.as_root)),
-                Err(e) => self.fail(&path, &e),
+            match failed.get(&i) {
+                Some(e) => self.fail(&path, e),
+                None if needs[i].is_some() => {
+                    self.note(&path, fsmeta::apply(&path, node, self.as_root))
+                }
+                None => {}
             }
-        });
+        }
         for (rel, node) in &plan.others {
             let path = self.target.join(rel);
             let made = self.make_other(&path, node);
@@ -450,11 +469,12 @@ impl Writer<'_> {
         }
     }
 
-    /// Write a file's content, reusing what an existing file already has right.
-    /// `links` are the other names the snapshot gives this inode: an existing
-    /// file is updated in place only if nothing else shares its inode, or
-    /// exactly those names do.
-    fn write_file(&self, path: &Path, node: &Node, links: &[PathBuf]) -> Result<()> {
+    /// Create or open a file at its final size and list the chunks it still
+    /// needs: all of them for a new file, those whose bytes differ for an
+    /// existing one. `links` are the other names the snapshot gives this
+    /// inode: an existing file is updated in place only if nothing else
+    /// shares its inode, or exactly those names do.
+    fn prepare_file(&self, path: &Path, node: &Node, links: &[PathBuf]) -> Result<FileNeeds> {
         let existing = fs::symlink_metadata(path).ok();
         let reuse = existing.as_ref().is_some_and(|m| {
             m.is_file()
@@ -474,27 +494,16 @@ impl Writer<'_> {
             .map_err(|e| Error::io(path, e))?;
         file.set_len(node.size).map_err(|e| Error::io(path, e))?;
         let mut offset = 0u64;
-        let mut wrote = false;
+        let mut chunks = Vec::new();
         let mut scratch = Vec::new();
         for c in &node.content {
             let len = u64::from(c.len);
             if reuse && same_chunk(&file, offset, c.len, &c.id, &mut scratch) {
                 self.unchanged.fetch_add(len, Ordering::Relaxed);
+                self.progress.bytes(len);
             } else {
-                let raw = self.repo.read_blob(&c.id)?;
-                if is_zero(&raw) {
-                    // New files are already a hole here; an old file gets one punched.
-                    if reuse {
-                        punch_hole(&file, offset, len).map_err(|e| Error::io(path, e))?;
-                    }
-                } else {
-                    file.write_all_at(&raw, offset)
-                        .map_err(|e| Error::io(path, e))?;
-                }
-                self.written.fetch_add(len, Ordering::Relaxed);
-                wrote = true;
+                chunks.push((c.id, offset));
             }
-            self.progress.bytes(len);
             offset += len;
         }
         if offset != node.size {
@@ -504,12 +513,140 @@ impl Writer<'_> {
                 format!("chunks add up to {offset} bytes, node says {}", node.size),
             ));
         }
-        let counter = if wrote || !reuse {
-            &self.files_written
-        } else {
+        let counter = if chunks.is_empty() && reuse {
             &self.files_unchanged
+        } else {
+            &self.files_written
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        Ok(FileNeeds { reuse, chunks })
+    }
+
+    /// Write every needed chunk, reading each pack once. Returns the files
+    /// that could not be completed, with the first error of each.
+    fn fill_files(&self, plan: &Plan, needs: &[Option<FileNeeds>]) -> HashMap<usize, String> {
+        let mut wanted: HashMap<Id, Vec<Target>> = HashMap::new();
+        for (file, n) in needs.iter().enumerate() {
+            for (id, offset) in n.iter().flat_map(|n| n.chunks.iter()) {
+                wanted.entry(*id).or_default().push(Target {
+                    file,
+                    offset: *offset,
+                    reuse: n.as_ref().is_some_and(|n| n.reuse),
+                });
+            }
+        }
+        let failed = Mutex::new(HashMap::new());
+        let fail = |targets: &[Target], why: String| {
+            let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
+            for t in targets {
+                f.entry(t.file).or_insert_with(|| why.clone());
+            }
+        };
+        let ids: Vec<Id> = wanted.keys().copied().collect();
+        let mut by_pack: HashMap<Id, Vec<Location>> = HashMap::new();
+        match self.repo.index().lookup_many(&ids) {
+            Ok(locs) => {
+                for (id, loc) in ids.iter().zip(locs) {
+                    match loc {
+                        Some(l) => by_pack.entry(l.pack).or_default().push(l),
+                        None => fail(&wanted[id], Error::MissingBlob(*id).to_string()),
+                    }
+                }
+            }
+            Err(e) => fail(
+                &wanted.values().flatten().copied().collect::<Vec<_>>(),
+                e.to_string(),
+            ),
+        }
+        let packs: Vec<(Id, Vec<Location>)> = by_pack.into_iter().collect();
+        packs.par_iter().for_each(|(pack, locs)| {
+            self.restore_pack(pack, locs, &wanted, plan, &fail);
+        });
+        failed.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Read the needed blobs of one pack in offset order, in few large reads,
+    /// verify each once and write it to every place that needs it.
+    fn restore_pack(
+        &self,
+        pack: &Id,
+        locs: &[Location],
+        wanted: &HashMap<Id, Vec<Target>>,
+        plan: &Plan,
+        fail: &(dyn Fn(&[Target], String) + Sync),
+    ) {
+        let mut locs = locs.to_vec();
+        locs.sort_by_key(|l| l.entry.offset);
+        let key = pack_key(pack);
+        let mut open: HashMap<usize, fs::File> = HashMap::new();
+        for run in read_runs(&locs) {
+            let start = run[0].entry.offset;
+            let end = run
+                .last()
+                .map_or(start, |l| l.entry.offset + u64::from(l.entry.stored_len));
+            let bytes = match self.repo.backend().get_range(&key, start, end - start) {
+                Ok(b) => b,
+                Err(e) => {
+                    for l in run {
+                        fail(&wanted[&l.entry.id], e.to_string());
+                    }
+                    continue;
+                }
+            };
+            for l in run {
+                let targets = &wanted[&l.entry.id];
+                let from = (l.entry.offset - start) as usize;
+                let stored = bytes[from..from + l.entry.stored_len as usize].to_vec();
+                let raw = match decode_blob(l, stored) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        fail(targets, e.to_string());
+                        continue;
+                    }
+                };
+                let zero = is_zero(&raw);
+                for t in targets {
+                    if let Err(e) = self.put_chunk(&mut open, plan, t, &raw, zero) {
+                        fail(std::slice::from_ref(t), e.to_string());
+                    }
+                }
+            }
+            if open.len() > 64 {
+                open.clear();
+            }
+        }
+    }
+
+    /// Write one chunk into one file; a zero chunk is a hole.
+    fn put_chunk(
+        &self,
+        open: &mut HashMap<usize, fs::File>,
+        plan: &Plan,
+        t: &Target,
+        raw: &[u8],
+        zero: bool,
+    ) -> Result<()> {
+        let path = self.target.join(&plan.files[t.file].0);
+        if !open.contains_key(&t.file) {
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            open.insert(t.file, f);
+        }
+        let file = &open[&t.file];
+        let len = raw.len() as u64;
+        if zero {
+            // New files are already a hole here; an old file gets one punched.
+            if t.reuse {
+                punch_hole(file, t.offset, len).map_err(|e| Error::io(&path, e))?;
+            }
+        } else {
+            file.write_all_at(raw, t.offset)
+                .map_err(|e| Error::io(&path, e))?;
+        }
+        self.written.fetch_add(len, Ordering::Relaxed);
+        self.progress.bytes(len);
         Ok(())
     }
 
@@ -562,6 +699,45 @@ impl Writer<'_> {
             })
             .count() as u64
     }
+}
+
+/// What a prepared file still needs.
+struct FileNeeds {
+    /// The file existed and is updated in place.
+    reuse: bool,
+    /// Chunks to write: blob id and file offset.
+    chunks: Vec<(Id, u64)>,
+}
+
+/// One place a blob must be written.
+#[derive(Clone, Copy)]
+struct Target {
+    file: usize,
+    offset: u64,
+    reuse: bool,
+}
+
+/// Blobs of a pack in offset order, grouped into ranges read at once:
+/// a gap of more than 256 KiB, or a range past 8 MiB, starts a new one.
+fn read_runs(locs: &[Location]) -> Vec<&[Location]> {
+    const GAP: u64 = 256 << 10;
+    const MAX: u64 = 8 << 20;
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for i in 1..=locs.len() {
+        let split = i == locs.len() || {
+            let prev = &locs[i - 1].entry;
+            let next = &locs[i].entry;
+            let prev_end = prev.offset + u64::from(prev.stored_len);
+            next.offset > prev_end + GAP
+                || next.offset + u64::from(next.stored_len) - locs[start].entry.offset > MAX
+        };
+        if split {
+            runs.push(&locs[start..i]);
+            start = i;
+        }
+    }
+    runs
 }
 
 fn same_chunk(file: &fs::File, offset: u64, len: u32, id: &Id, scratch: &mut Vec<u8>) -> bool {
@@ -663,6 +839,33 @@ mod tests {
         v[999] = 1;
         assert!(!is_zero(&v));
         assert!(is_zero(&[]));
+    }
+
+    #[test]
+    fn reads_group_nearby_blobs_and_split_at_gaps_and_size() {
+        use crate::pack::{BlobEntry, BlobKind};
+        let loc = |offset: u64, len: u32| Location {
+            pack: Id::default(),
+            entry: BlobEntry {
+                id: Id::of(&offset.to_le_bytes()),
+                kind: BlobKind::Data,
+                flags: 0,
+                stored_len: len,
+                raw_len: len,
+                offset,
+            },
+        };
+        let k = 1u64 << 10;
+        let locs = vec![
+            loc(0, 1024),
+            loc(2 * k, 1024),       // small gap: same read
+            loc(1024 * k, 1024),    // 1 MiB gap: new read
+            loc(1026 * k, 7 << 20), // same read, but ...
+            loc(9000 * k, 1024),    // ... this would pass 8 MiB in one read
+        ];
+        let sizes: Vec<usize> = read_runs(&locs).iter().map(|r| r.len()).collect();
+        assert_eq!(sizes, vec![2, 2, 1]);
+        assert!(read_runs(&[]).is_empty());
     }
 
     #[test]
