@@ -627,14 +627,15 @@ impl Writer<'_> {
         zero: bool,
     ) -> Result<()> {
         let path = self.target.join(&plan.files[t.file].0);
-        if !open.contains_key(&t.file) {
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(|e| Error::io(&path, e))?;
-            open.insert(t.file, f);
-        }
-        let file = &open[&t.file];
+        let file = match open.entry(t.file) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| Error::io(&path, e))?,
+            ),
+        };
         let len = raw.len() as u64;
         if zero {
             // New files are already a hole here; an old file gets one punched.
