@@ -419,26 +419,29 @@ impl Writer<'_> {
         // Each file is prepared (created, sized, compared with what is there)
         // in parallel; then every pack that holds needed chunks is read once,
         // in offset order, and its blobs written wherever they are needed.
-        let needs: Vec<Option<FileNeeds>> = plan
-            .files
-            .par_iter()
-            .map(|(rel, node)| {
+        // Files go in batches so that memory stays bounded on huge volumes.
+        for batch in batches(&plan.files, BATCH_CHUNKS) {
+            let needs: Vec<Option<FileNeeds>> = plan.files[batch.clone()]
+                .par_iter()
+                .map(|(rel, node)| {
+                    let path = self.target.join(rel);
+                    let others = links.get(rel.as_path()).map_or(&[][..], Vec::as_slice);
+                    self.prepare_file(&path, node, others)
+                        .map_err(|e| self.fail(&path, &e))
+                        .ok()
+                })
+                .collect();
+            let failed = self.fill_files(plan, batch.start, &needs);
+            for (i, need) in needs.iter().enumerate() {
+                let (rel, node) = &plan.files[batch.start + i];
                 let path = self.target.join(rel);
-                let others = links.get(rel.as_path()).map_or(&[][..], Vec::as_slice);
-                self.prepare_file(&path, node, others)
-                    .map_err(|e| self.fail(&path, &e))
-                    .ok()
-            })
-            .collect();
-        let failed = self.fill_files(plan, &needs);
-        for (i, (rel, node)) in plan.files.iter().enumerate() {
-            let path = self.target.join(rel);
-            match failed.get(&i) {
-                Some(e) => self.fail(&path, e),
-                None if needs[i].is_some() => {
-                    self.note(&path, fsmeta::apply(&path, node, self.as_root))
+                match failed.get(&(batch.start + i)) {
+                    Some(e) => self.fail(&path, e),
+                    None if need.is_some() => {
+                        self.note(&path, fsmeta::apply(&path, node, self.as_root))
+                    }
+                    None => {}
                 }
-                None => {}
             }
         }
         for (rel, node) in &plan.others {
@@ -524,12 +527,18 @@ impl Writer<'_> {
 
     /// Write every needed chunk, reading each pack once. Returns the files
     /// that could not be completed, with the first error of each.
-    fn fill_files(&self, plan: &Plan, needs: &[Option<FileNeeds>]) -> HashMap<usize, String> {
+    /// `needs[i]` belongs to `plan.files[first + i]`.
+    fn fill_files(
+        &self,
+        plan: &Plan,
+        first: usize,
+        needs: &[Option<FileNeeds>],
+    ) -> HashMap<usize, String> {
         let mut wanted: HashMap<Id, Vec<Target>> = HashMap::new();
-        for (file, n) in needs.iter().enumerate() {
+        for (i, n) in needs.iter().enumerate() {
             for (id, offset) in n.iter().flat_map(|n| n.chunks.iter()) {
                 wanted.entry(*id).or_default().push(Target {
-                    file,
+                    file: first + i,
                     offset: *offset,
                     reuse: n.as_ref().is_some_and(|n| n.reuse),
                 });
@@ -718,11 +727,33 @@ struct Target {
     reuse: bool,
 }
 
+/// Chunks per restore batch: about 8 GiB of file content at the default
+/// chunk size, and some 30 MB of bookkeeping.
+const BATCH_CHUNKS: usize = 256 << 10;
+
+/// Consecutive ranges of `files` holding at most `max_chunks` chunks each
+/// (a file with more gets a range of its own).
+fn batches(files: &[(PathBuf, Node)], max_chunks: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut chunks) = (0, 0);
+    for (i, (_, node)) in files.iter().enumerate() {
+        if chunks > 0 && chunks + node.content.len() > max_chunks {
+            out.push(start..i);
+            (start, chunks) = (i, 0);
+        }
+        chunks += node.content.len();
+    }
+    if start < files.len() {
+        out.push(start..files.len());
+    }
+    out
+}
+
 /// Blobs of a pack in offset order, grouped into ranges read at once:
-/// a gap of more than 256 KiB, or a range past 8 MiB, starts a new one.
+/// a gap of more than 64 KiB, or a range past 2 MiB, starts a new one.
 fn read_runs(locs: &[Location]) -> Vec<&[Location]> {
-    const GAP: u64 = 256 << 10;
-    const MAX: u64 = 8 << 20;
+    const GAP: u64 = 64 << 10;
+    const MAX: u64 = 2 << 20;
     let mut runs = Vec::new();
     let mut start = 0;
     for i in 1..=locs.len() {
@@ -859,14 +890,35 @@ mod tests {
         let k = 1u64 << 10;
         let locs = vec![
             loc(0, 1024),
-            loc(2 * k, 1024),       // small gap: same read
-            loc(1024 * k, 1024),    // 1 MiB gap: new read
-            loc(1026 * k, 7 << 20), // same read, but ...
-            loc(9000 * k, 1024),    // ... this would pass 8 MiB in one read
+            loc(2 * k, 1024),          // small gap: same read
+            loc(1024 * k, 1024),       // 1 MiB gap: new read
+            loc(1026 * k, 2040 << 10), // same read, but ...
+            loc(3070 * k, 8 << 10),    // ... this would pass 2 MiB in one read
         ];
         let sizes: Vec<usize> = read_runs(&locs).iter().map(|r| r.len()).collect();
         assert_eq!(sizes, vec![2, 2, 1]);
         assert!(read_runs(&[]).is_empty());
+    }
+
+    #[test]
+    fn batches_cap_chunks_and_keep_big_files_whole() {
+        let file = |chunks: usize| {
+            let c = crate::tree::ChunkRef {
+                id: Id::default(),
+                len: 1,
+            };
+            (
+                PathBuf::from("f"),
+                Node {
+                    content: vec![c; chunks],
+                    ..Node::default()
+                },
+            )
+        };
+        let files = vec![file(3), file(3), file(10), file(1), file(0)];
+        assert_eq!(batches(&files, 6), vec![0..2, 2..3, 3..5]);
+        assert_eq!(batches(&files, 100), vec![0..5]);
+        assert!(batches(&[], 6).is_empty());
     }
 
     #[test]
