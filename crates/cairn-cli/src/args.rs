@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// cairn: deduplicating snapshots of container volumes.
 #[derive(Parser, Debug)]
-#[command(name = "cairn", version, about, propagate_version = true)]
+#[command(name = "cairn", version, propagate_version = true)]
 pub struct Cli {
     /// Repository location (a local path). Default: $XDG_DATA_HOME/cairn/repo.
     #[arg(long, global = true, env = "CAIRN_REPO", value_name = "LOCATION")]
