@@ -8,7 +8,6 @@
 //! ignored: a crashed process cannot block anything for longer than that.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -40,7 +39,8 @@ pub struct LockInfo {
 pub struct BackupLock {
     backend: Arc<dyn Backend>,
     run: String,
-    stop: Arc<AtomicBool>,
+    /// Dropping it wakes and ends the refresher at once.
+    stop: Option<crossbeam_channel::Sender<()>>,
     refresher: Option<JoinHandle<()>>,
     current: Arc<std::sync::Mutex<String>>,
 }
@@ -67,16 +67,16 @@ impl BackupLock {
         let run = random_id().to_hex()[..16].to_string();
         let key = write_lock(&*backend, &run, host, 0)?;
         let current = Arc::new(std::sync::Mutex::new(key));
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let refresher = {
             let (backend, run, host) = (backend.clone(), run.clone(), host.to_string());
-            let (stop, current) = (stop.clone(), current.clone());
-            std::thread::spawn(move || refresh_loop(&*backend, &run, &host, &stop, &current))
+            let current = current.clone();
+            std::thread::spawn(move || refresh_loop(&*backend, &run, &host, &stopped, &current))
         };
         Ok(BackupLock {
             backend,
             run,
-            stop,
+            stop: Some(stop),
             refresher: Some(refresher),
             current,
         })
@@ -92,19 +92,14 @@ fn refresh_loop(
     backend: &dyn Backend,
     run: &str,
     host: &str,
-    stop: &AtomicBool,
+    stopped: &crossbeam_channel::Receiver<()>,
     current: &std::sync::Mutex<String>,
 ) {
     let mut seq = 0;
-    let tick = Duration::from_millis(200);
-    let mut waited = Duration::ZERO;
-    while !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(tick);
-        waited += tick;
-        if waited < REFRESH_EVERY {
-            continue;
-        }
-        waited = Duration::ZERO;
+    // Times out every REFRESH_EVERY; returns at once when the lock is dropped.
+    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+        stopped.recv_timeout(REFRESH_EVERY)
+    {
         seq += 1;
         if let Ok(key) = write_lock(backend, run, host, seq) {
             let mut cur = current.lock().unwrap_or_else(|p| p.into_inner());
@@ -116,7 +111,7 @@ fn refresh_loop(
 
 impl Drop for BackupLock {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.take();
         if let Some(h) = self.refresher.take() {
             let _ = h.join();
         }
