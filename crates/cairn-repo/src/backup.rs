@@ -260,14 +260,10 @@ impl Ctx<'_> {
     /// Walk every path and return the root tree id and, for a single
     /// directory, its attributes.
     fn run(&self, opts: &BackupOptions) -> Result<(Id, Option<RootMeta>)> {
-        let prev_root = match &opts.parent {
-            Some((_, p)) => Some(self.repo.load_tree(&p.tree)?),
-            None => None,
-        };
         std::thread::scope(|ts| {
             let (dir_tx, dir_rx) = bounded::<ClosedDir>(DIRS_QUEUED);
             let assembler = ts.spawn(move || self.assemble(&dir_rx));
-            let result = rayon::in_place_scope(|rs| self.walk_all(rs, opts, prev_root, &dir_tx));
+            let result = rayon::in_place_scope(|rs| self.walk_all(rs, opts, &dir_tx));
             drop(dir_tx);
             let assembled = assembler.join();
             let (top, root_meta) = result?;
@@ -291,7 +287,6 @@ impl Ctx<'_> {
         &'s self,
         rs: &rayon::Scope<'s>,
         opts: &BackupOptions,
-        prev_root: Option<Tree>,
         dir_tx: &Sender<ClosedDir>,
     ) -> Result<(Receiver<Id>, Option<RootMeta>)> {
         if let [single] = opts.paths.as_slice() {
@@ -300,10 +295,7 @@ impl Ctx<'_> {
                 // A single directory: its contents are the snapshot's root.
                 let prev = Node {
                     kind: NodeKind::Dir,
-                    subtree: prev_root
-                        .is_some()
-                        .then(|| opts.parent.as_ref().map(|p| p.1.tree))
-                        .flatten(),
+                    subtree: opts.parent.as_ref().map(|p| p.1.tree),
                     ..Node::default()
                 };
                 let pending = self.walk_path(rs, single, &opts.walk, Some(&prev), dir_tx)?;
@@ -320,6 +312,11 @@ impl Ctx<'_> {
                 return Ok((rx, Some(root)));
             }
         }
+        // Several paths: the root is synthetic, one entry per path.
+        let prev_root = match &opts.parent {
+            Some((_, p)) => Some(self.repo.load_tree(&p.tree)?),
+            None => None,
+        };
         let mut names = HashSet::new();
         let mut children = Vec::new();
         for path in &opts.paths {

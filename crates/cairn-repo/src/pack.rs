@@ -93,7 +93,10 @@ impl BlobEntry {
     }
 }
 
-/// Accumulates blobs into one pack in memory.
+/// Accumulates blobs into one pack in memory: the reference the codec's
+/// property tests check `encode_trailer` and `parse_pack` against (backups
+/// write packs through the spool writer in `packer`).
+#[cfg(test)]
 #[derive(Default)]
 pub struct PackBuilder {
     data: Vec<u8>,
@@ -101,6 +104,7 @@ pub struct PackBuilder {
 }
 
 /// A finished pack: its bytes, name and contents.
+#[cfg(test)]
 pub struct FinishedPack {
     /// BLAKE3 of `bytes`: the pack's name.
     pub id: Id,
@@ -110,6 +114,7 @@ pub struct FinishedPack {
     pub entries: Vec<BlobEntry>,
 }
 
+#[cfg(test)]
 impl PackBuilder {
     /// Append a blob.
     pub fn add(&mut self, id: Id, kind: BlobKind, stored: &[u8], compressed: bool, raw_len: u32) {
