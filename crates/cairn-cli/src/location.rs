@@ -1,11 +1,11 @@
 //! Finding and opening the repository named by `--repo`, `CAIRN_REPO`, or
 //! the default under `$XDG_DATA_HOME`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use cairn_chunk::{parse_size, ChunkerParams, Compression};
-use cairn_repo::{backend_for, Config, Repository};
+use cairn_repo::{backend_for, Config, LocationState, Repository};
 
 use crate::args::{ChunkArgs, Cli};
 
@@ -75,9 +75,13 @@ pub fn config_from(args: &ChunkArgs) -> Result<Config> {
     Ok(Config::new(params, compression))
 }
 
-/// Create a local repository at `loc`.
+/// Create a repository at `loc`.
 pub fn init_at(loc: &str, config: &Config) -> Result<()> {
-    backend_for(loc)?;
-    Repository::init_local(Path::new(loc), config)?;
+    Repository::init(&*backend_for(loc)?, config)?;
     Ok(())
+}
+
+/// Whether nothing is at `loc` yet (so `backup` may create a repository there).
+pub fn is_vacant(loc: &str) -> Result<bool> {
+    Ok(backend_for(loc)?.probe()? != LocationState::Occupied)
 }

@@ -1,89 +1,131 @@
-//! Where repository files live. A backend only needs put (once, never
+//! Where repository files live. A backend only needs put-once (never
 //! overwritten), get (whole or a byte range), list by prefix and delete, so
 //! that an object store can hold a repository as well as a directory.
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::{Error, Result};
+/// What went wrong with one object; every variant names its key.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// No object has this key.
+    #[error("{key}: no such object")]
+    NotFound {
+        /// The key (or local path) asked for.
+        key: String,
+    },
+    /// A put found the key taken: objects are written once, never replaced.
+    #[error("{key}: already exists (repository objects are written once)")]
+    AlreadyExists {
+        /// The key (or local path).
+        key: String,
+    },
+    /// A local I/O failure.
+    #[error("{key}: {source}")]
+    Io {
+        /// The key (or local path).
+        key: String,
+        /// What failed.
+        source: io::Error,
+    },
+    /// A remote store failed (after its retries).
+    #[error("{key}: {source}")]
+    Remote {
+        /// The key, or the location for listings.
+        key: String,
+        /// The store's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl BackendError {
+    /// Map an I/O error, keeping "not found" and "exists" typed.
+    pub fn from_io(key: impl Into<String>, source: io::Error) -> BackendError {
+        let key = key.into();
+        match source.kind() {
+            io::ErrorKind::NotFound => BackendError::NotFound { key },
+            io::ErrorKind::AlreadyExists => BackendError::AlreadyExists { key },
+            _ => BackendError::Io { key, source },
+        }
+    }
+}
+
+/// Result of a backend operation.
+pub type BackendResult<T> = std::result::Result<T, BackendError>;
+
+/// One stored object, as a listing returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Its key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// What is at a location before a repository is opened or created there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocationState {
+    /// Nothing: the directory (or bucket prefix) does not exist.
+    Missing,
+    /// It exists and holds nothing.
+    Empty,
+    /// It holds something.
+    Occupied,
+}
 
 /// Storage for repository files, addressed by `/`-separated keys.
 pub trait Backend: Send + Sync {
     /// A human-readable location for messages.
     fn location(&self) -> String;
-    /// Store `data` under `key`, durably, replacing nothing: writing a key
-    /// that exists is an error unless its content is identical.
-    fn put(&self, key: &str, data: &[u8]) -> Result<()>;
-    /// Store the content of a local file (written in `spool_dir`) under
-    /// `key`, consuming the file. Packs are built this way so they never
-    /// sit in memory whole.
-    fn put_file(&self, key: &str, file: &Path) -> Result<()> {
-        let data = fs::read(file).map_err(|e| Error::io(file, e))?;
-        self.put(key, &data)?;
-        fs::remove_file(file).map_err(|e| Error::io(file, e))
+    /// Whether the location exists and holds anything.
+    fn probe(&self) -> BackendResult<LocationState>;
+    /// Store `data` under `key`, durably, only if no object has that key
+    /// (`AlreadyExists` otherwise); a reader sees the whole object or none.
+    fn put(&self, key: &str, data: &[u8]) -> BackendResult<()>;
+    /// Store the content of a local file under `key` as `put` does, and
+    /// remove the file whatever the outcome. Packs are built this way so
+    /// they never sit in memory whole.
+    fn put_file(&self, key: &str, file: &Path) -> BackendResult<()> {
+        let data = fs::read(file).map_err(|e| BackendError::from_io(file.display().to_string(), e));
+        let _ = fs::remove_file(file);
+        self.put(key, &data?)
     }
-    /// A local directory for files on their way into `put_file`.
-    fn spool_dir(&self) -> PathBuf {
-        std::env::temp_dir()
-    }
-    /// Remove spool files older than `age` (left by crashed backups);
-    /// returns how many.
-    fn clean_spool(&self, age: std::time::Duration) -> u64 {
-        let Ok(entries) = fs::read_dir(self.spool_dir()) else {
-            return 0;
-        };
-        let mut removed = 0;
-        for e in entries.flatten() {
-            let old = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|a| a > age);
-            let name = e.file_name().to_string_lossy().into_owned();
-            let ours = name.starts_with("pack-");
-            if old && ours && !writer_alive(&name) && fs::remove_file(e.path()).is_ok() {
-                removed += 1;
-            }
-        }
-        removed
+    /// A local directory where files for `put_file` are best prepared (on
+    /// the same filesystem, so a put is a rename); `None`: any temporary dir.
+    fn staging_dir(&self) -> Option<PathBuf> {
+        None
     }
     /// The whole object.
-    fn get(&self, key: &str) -> Result<Vec<u8>>;
-    /// `len` bytes from `offset`.
-    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
-    /// Size of an object.
-    fn size(&self, key: &str) -> Result<u64>;
-    /// Keys under `prefix` (a directory-like prefix such as `snapshots/`).
-    fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    fn get(&self, key: &str) -> BackendResult<Vec<u8>>;
+    /// `len` bytes from `offset`; fails if the object is shorter.
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> BackendResult<Vec<u8>>;
+    /// Every object whose key starts with `prefix` (a directory-like prefix
+    /// such as `snapshots/`), with its size, sorted by key.
+    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>>;
     /// Remove an object; removing a missing one is not an error.
-    fn delete(&self, key: &str) -> Result<()>;
-    /// Whether an object exists.
-    fn exists(&self, key: &str) -> Result<bool>;
-}
-
-/// Whether the process named in a spool file (`pack-<pid>-<n>`) runs here.
-fn writer_alive(name: &str) -> bool {
-    let pid = name.split('-').nth(1).and_then(|p| p.parse::<i32>().ok());
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    pid.is_some_and(|p| unsafe { libc::kill(p, 0) } == 0)
+    fn delete(&self, key: &str) -> BackendResult<()>;
 }
 
 /// A repository in a local directory. Files are written to a temporary name,
-/// fsynced, renamed into place and their directory fsynced, so a key either
-/// holds its complete content or does not exist.
+/// fsynced, moved into place without replacing anything and their directory
+/// fsynced, so a key either holds its complete content or does not exist.
+/// Everything is created private (files 0600, directories 0700): packs hold
+/// the content of files that may be readable only by their owner.
 pub struct LocalBackend {
     root: PathBuf,
-    /// Open pack files, so a restore does not open a pack once per blob.
-    open_files: Mutex<HashMap<String, Arc<File>>>,
+    /// Open pack files, so a restore does not open a pack once per read.
+    open_files: Mutex<Vec<(String, Arc<File>)>>,
 }
 
 /// Open files kept by a local backend, at most.
-const OPEN_FILES: usize = 64;
+const OPEN_FILES: usize = 32;
+/// Mode of every file the backend creates.
+const FILE_MODE: u32 = 0o600;
+/// Mode of every directory the backend creates.
+const DIR_MODE: u32 = 0o700;
 
 impl LocalBackend {
     /// A backend rooted at `root` (which need not exist yet).
@@ -92,19 +134,6 @@ impl LocalBackend {
             root: root.into(),
             open_files: Mutex::default(),
         }
-    }
-
-    fn open_cached(&self, key: &str) -> io::Result<Arc<File>> {
-        let mut files = self.open_files.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = files.get(key) {
-            return Ok(f.clone());
-        }
-        let f = Arc::new(File::open(self.path(key))?);
-        if files.len() >= OPEN_FILES {
-            files.clear();
-        }
-        files.insert(key.to_string(), f.clone());
-        Ok(f)
     }
 
     /// The directory.
@@ -116,11 +145,28 @@ impl LocalBackend {
         self.root.join(key)
     }
 
-    fn err(&self, key: &str, source: io::Error) -> Error {
-        Error::Backend {
-            key: self.path(key).display().to_string(),
-            source,
+    fn err(&self, key: &str, source: io::Error) -> BackendError {
+        BackendError::from_io(self.path(key).display().to_string(), source)
+    }
+
+    fn open_cached(&self, key: &str) -> io::Result<Arc<File>> {
+        let mut files = self.open_files.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, f)) = files.iter().find(|(k, _)| k == key) {
+            return Ok(f.clone());
         }
+        let f = Arc::new(File::open(self.path(key))?);
+        if files.len() >= OPEN_FILES {
+            files.remove(0);
+        }
+        files.push((key.to_string(), f.clone()));
+        Ok(f)
+    }
+
+    fn forget_open(&self, key: &str) {
+        self.open_files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(k, _)| k != key);
     }
 }
 
@@ -128,16 +174,16 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Create `dir` and any missing parents, fsyncing each new directory's parent
-/// so that the new entries survive a crash.
-fn create_dir_durable(dir: &Path) -> io::Result<()> {
+/// Create `dir` and any missing parents (0700), fsyncing each new
+/// directory's parent so that the new entries survive a crash.
+pub(crate) fn create_dir_durable(dir: &Path) -> io::Result<()> {
     if dir.as_os_str().is_empty() || dir.is_dir() {
         return Ok(());
     }
     if let Some(parent) = dir.parent() {
         create_dir_durable(parent)?;
     }
-    match fs::create_dir(dir) {
+    match fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(e),
@@ -146,6 +192,15 @@ fn create_dir_durable(dir: &Path) -> io::Result<()> {
         Some(p) if !p.as_os_str().is_empty() => sync_dir(p),
         _ => sync_dir(Path::new(".")),
     }
+}
+
+/// Create a private file for writing (0600, must not exist).
+pub(crate) fn create_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path)
 }
 
 fn temp_name() -> String {
@@ -158,27 +213,69 @@ fn temp_name() -> String {
     )
 }
 
+/// Move `from` to `to` unless `to` exists (then `AlreadyExists`), atomically
+/// where the filesystem allows it.
+fn move_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+    };
+    let (f, t) = (c(from)?, c(to)?);
+    // SAFETY: both are valid NUL-terminated paths; renameat2 reads them only.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        // The filesystem has no RENAME_NOREPLACE: a hard link fails the
+        // same way on an existing name, then the temporary name goes.
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            fs::hard_link(from, to)?;
+            fs::remove_file(from)
+        }
+        _ => Err(err),
+    }
+}
+
 impl Backend for LocalBackend {
     fn location(&self) -> String {
         self.root.display().to_string()
     }
 
-    fn put(&self, key: &str, data: &[u8]) -> Result<()> {
+    fn probe(&self) -> BackendResult<LocationState> {
+        match fs::read_dir(&self.root) {
+            Ok(mut entries) => Ok(if entries.next().is_some() {
+                LocationState::Occupied
+            } else {
+                LocationState::Empty
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(LocationState::Missing),
+            Err(e) => Err(self.err("", e)),
+        }
+    }
+
+    fn put(&self, key: &str, data: &[u8]) -> BackendResult<()> {
         let path = self.path(key);
         let dir = path.parent().expect("keys have a parent");
         create_dir_durable(dir).map_err(|e| self.err(key, e))?;
         let tmp = dir.join(temp_name());
         let write = || -> io::Result<()> {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            let mut f = create_private(&tmp)?;
             f.write_all(data)?;
             f.sync_all()?;
             drop(f);
-            if path.exists() {
-                // Content-addressed keys: the same name means the same bytes.
-                fs::remove_file(&tmp)?;
-                return Ok(());
-            }
-            fs::rename(&tmp, &path)?;
+            move_no_replace(&tmp, &path)?;
             sync_dir(dir)
         };
         write().map_err(|e| {
@@ -187,18 +284,15 @@ impl Backend for LocalBackend {
         })
     }
 
-    /// A spooled file is on the repository's filesystem, so it is moved
-    /// into place by a rename: fsync it, rename, fsync the directory.
-    fn put_file(&self, key: &str, file: &Path) -> Result<()> {
+    /// A staged file is on the repository's filesystem, so it is moved into
+    /// place: fsync it, move it without replacing, fsync the directory.
+    fn put_file(&self, key: &str, file: &Path) -> BackendResult<()> {
         let path = self.path(key);
         let dir = path.parent().expect("keys have a parent");
         let commit = || -> io::Result<()> {
             File::open(file)?.sync_all()?;
             create_dir_durable(dir)?;
-            if path.exists() {
-                return fs::remove_file(file);
-            }
-            fs::rename(file, &path)?;
+            move_no_replace(file, &path)?;
             sync_dir(dir)
         };
         commit().map_err(|e| {
@@ -208,15 +302,15 @@ impl Backend for LocalBackend {
     }
 
     /// `.spool/` inside the repository, so a finished pack is renamed, not copied.
-    fn spool_dir(&self) -> PathBuf {
-        self.root.join(".spool")
+    fn staging_dir(&self) -> Option<PathBuf> {
+        Some(self.root.join(".spool"))
     }
 
-    fn get(&self, key: &str) -> Result<Vec<u8>> {
+    fn get(&self, key: &str) -> BackendResult<Vec<u8>> {
         fs::read(self.path(key)).map_err(|e| self.err(key, e))
     }
 
-    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> BackendResult<Vec<u8>> {
         let read = || -> io::Result<Vec<u8>> {
             let f = self.open_cached(key)?;
             let mut buf = vec![0u8; len as usize];
@@ -226,37 +320,33 @@ impl Backend for LocalBackend {
         read().map_err(|e| self.err(key, e))
     }
 
-    fn size(&self, key: &str) -> Result<u64> {
-        fs::metadata(self.path(key))
-            .map(|m| m.len())
-            .map_err(|e| self.err(key, e))
-    }
-
-    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
         let base = self.path(prefix);
         let mut out = Vec::new();
-        if !base.exists() {
-            return Ok(out);
+        match fs::symlink_metadata(&base) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(self.err(prefix, e)),
+            Ok(_) => {}
         }
-        for entry in walk_files(&base).map_err(|e| self.err(prefix, e))? {
-            let rel = entry.strip_prefix(&self.root).expect("under root");
-            let name = entry.file_name().and_then(|n| n.to_str()).unwrap_or(".");
+        for (path, size) in walk_files(&base).map_err(|e| self.err(prefix, e))? {
+            let rel = path.strip_prefix(&self.root).expect("under root");
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or(".");
             if name.starts_with('.') {
                 continue; // temporary files of an unfinished put
             }
-            if let Some(s) = rel.to_str() {
-                out.push(s.to_string());
+            if let Some(key) = rel.to_str() {
+                out.push(ObjectInfo {
+                    key: key.to_string(),
+                    size,
+                });
             }
         }
-        out.sort();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
 
-    fn delete(&self, key: &str) -> Result<()> {
-        self.open_files
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+    fn delete(&self, key: &str) -> BackendResult<()> {
+        self.forget_open(key);
         let path = self.path(key);
         match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(self.err(key, e)),
@@ -269,22 +359,28 @@ impl Backend for LocalBackend {
                 .map_err(|e| self.err(key, e)),
         }
     }
-
-    fn exists(&self, key: &str) -> Result<bool> {
-        Ok(self.path(key).exists())
-    }
 }
 
-fn walk_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+/// Regular files below `dir` (skipping dot-directories such as the spool),
+/// with their sizes.
+fn walk_files(dir: &Path) -> io::Result<Vec<(PathBuf, u64)>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in fs::read_dir(&d)? {
             let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                stack.push(entry.path());
-            } else {
-                out.push(entry.path());
+            let ft = entry.file_type()?;
+            if ft.is_dir() {
+                if !entry.file_name().to_string_lossy().starts_with('.') {
+                    stack.push(entry.path());
+                }
+            } else if ft.is_file() {
+                match entry.metadata() {
+                    Ok(m) => out.push((entry.path(), m.len())),
+                    // Deleted while we listed.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
     }
@@ -294,40 +390,76 @@ fn walk_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
-    #[test]
-    fn clean_spool_removes_only_old_files_of_dead_writers() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = LocalBackend::new(dir.path());
-        let spool = b.spool_dir();
-        fs::create_dir_all(&spool).unwrap();
-        let old = filetime::FileTime::from_unix_time(1_000_000_000, 0);
-        let dead = spool.join("pack-999999999-0");
-        let alive = spool.join(format!("pack-{}-0", std::process::id()));
-        let fresh = spool.join("pack-999999999-1");
-        for p in [&dead, &alive, &fresh] {
-            fs::write(p, b"x").unwrap();
-        }
-        filetime::set_file_mtime(&dead, old).unwrap();
-        filetime::set_file_mtime(&alive, old).unwrap();
-        assert_eq!(b.clean_spool(std::time::Duration::from_secs(3600)), 1);
-        assert!(!dead.exists() && alive.exists() && fresh.exists());
+    fn keys(list: Vec<ObjectInfo>) -> Vec<String> {
+        list.into_iter().map(|o| o.key).collect()
     }
 
     #[test]
     fn put_get_list_delete() {
         let dir = tempfile::tempdir().unwrap();
         let b = LocalBackend::new(dir.path().join("repo"));
-        b.put("packs/ab/abcd", b"hello world").unwrap();
+        assert_eq!(b.probe().unwrap(), LocationState::Missing);
         b.put("packs/ab/abcd", b"hello world").unwrap();
         b.put("snapshots/1", b"s").unwrap();
+        assert_eq!(b.probe().unwrap(), LocationState::Occupied);
         assert_eq!(b.get("packs/ab/abcd").unwrap(), b"hello world");
         assert_eq!(b.get_range("packs/ab/abcd", 6, 5).unwrap(), b"world");
-        assert_eq!(b.list("packs/").unwrap(), ["packs/ab/abcd"]);
-        assert_eq!(b.size("snapshots/1").unwrap(), 1);
+        assert_eq!(
+            b.list("packs/").unwrap(),
+            [ObjectInfo {
+                key: "packs/ab/abcd".into(),
+                size: 11
+            }]
+        );
         b.delete("snapshots/1").unwrap();
         b.delete("snapshots/1").unwrap();
-        assert!(!b.exists("snapshots/1").unwrap());
-        assert!(b.get("nope").is_err());
+        assert!(keys(b.list("snapshots/").unwrap()).is_empty());
+        assert!(matches!(b.get("nope"), Err(BackendError::NotFound { .. })));
+    }
+
+    #[test]
+    fn put_never_replaces_an_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        b.put("index/x", b"first").unwrap();
+        let again = b.put("index/x", b"second");
+        assert!(matches!(again, Err(BackendError::AlreadyExists { .. })));
+        assert_eq!(b.get("index/x").unwrap(), b"first");
+        let staged = dir.path().join("staged");
+        fs::write(&staged, b"third").unwrap();
+        let again = b.put_file("index/x", &staged);
+        assert!(matches!(again, Err(BackendError::AlreadyExists { .. })));
+        assert!(!staged.exists(), "put_file consumes its file either way");
+        assert_eq!(b.get("index/x").unwrap(), b"first");
+        // No temporary file is left behind by the refused puts.
+        let names: Vec<_> = fs::read_dir(dir.path().join("index"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["x"]);
+    }
+
+    #[test]
+    fn objects_and_directories_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.put("packs/ab/abcd", b"secret").unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("repo/packs/ab/abcd")), 0o600);
+        assert_eq!(mode(&dir.path().join("repo/packs/ab")), 0o700);
+        assert_eq!(mode(&dir.path().join("repo/packs")), 0o700);
+    }
+
+    #[test]
+    fn listing_skips_temporary_files_and_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        b.put("packs/ab/abcd", b"x").unwrap();
+        fs::write(dir.path().join("packs/ab/.tmp-1-1"), b"partial").unwrap();
+        fs::create_dir_all(dir.path().join(".spool")).unwrap();
+        fs::write(dir.path().join(".spool/pack-1-1"), b"spooled").unwrap();
+        assert_eq!(keys(b.list("").unwrap()), ["packs/ab/abcd"]);
     }
 }

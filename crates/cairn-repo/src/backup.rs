@@ -27,7 +27,7 @@ use crate::pack::BlobKind;
 use crate::packer::{Packer, Uploader};
 use crate::segment::Segment;
 use crate::snapshot::{RootMeta, Snapshot, Summary};
-use crate::tree::{ChunkRef, Node, NodeKind, Tree};
+use crate::tree::{ChunkRef, Node, NodeKind, Timestamp, Tree};
 use crate::{Error, Repository, Result};
 
 /// Files being read at once, at most; bounds memory and open descriptors.
@@ -519,22 +519,19 @@ impl Ctx<'_> {
         };
         for attempt in 1..=READ_ATTEMPTS {
             let mut content = Vec::with_capacity((node.size / 16384 + 1).min(1 << 16) as usize);
-            let read = self.chunk_file(&mut file, node.size, &mut content);
-            let size = match read {
+            let size = match self.chunk_file(&mut file, node.size, &mut content) {
                 Ok(n) => n,
-                Err(Error::Io { source, .. }) => {
-                    self.problem(format!(
-                        "{}: read failed: {source} (skipped)",
-                        path.display()
-                    ));
+                Err(ChunkFail::Read(e)) => {
+                    self.problem(format!("{}: read failed: {e} (skipped)", path.display()));
                     return None;
                 }
-                Err(other) => {
-                    self.fail(other);
+                Err(ChunkFail::Store(e)) => {
+                    self.fail(e);
                     return None;
                 }
             };
             node.content = content;
+            node.size = size;
             let after = match file.metadata() {
                 Ok(m) => m,
                 Err(e) => {
@@ -542,27 +539,30 @@ impl Ctx<'_> {
                     return None;
                 }
             };
-            let stable = after.len() == size
-                && after.mtime() == node.mtime.sec
-                && after.mtime_nsec() as u32 == node.mtime.nsec
-                && after.ctime() == node.ctime.sec
-                && after.ctime_nsec() as u32 == node.ctime.nsec;
-            if stable {
-                node.size = size;
+            let mtime = Timestamp {
+                sec: after.mtime(),
+                nsec: after.mtime_nsec() as u32,
+            };
+            let ctime = Timestamp {
+                sec: after.ctime(),
+                nsec: after.ctime_nsec() as u32,
+            };
+            if after.len() == size && mtime == node.mtime && ctime == node.ctime {
                 return Some(node);
             }
-            // The file changed while we read it: take its new attributes and
-            // read it again from the start.
-            node.size = size;
-            node.mtime.sec = after.mtime();
-            node.mtime.nsec = after.mtime_nsec() as u32;
-            node.ctime.sec = after.ctime();
-            node.ctime.nsec = after.ctime_nsec() as u32;
-            if attempt < READ_ATTEMPTS {
-                use std::io::Seek;
-                if file.rewind().is_err() {
-                    break;
-                }
+            if attempt == READ_ATTEMPTS {
+                // Keep the times measured before this read: they no longer
+                // match the file, so the next backup reads it again instead
+                // of trusting what may be a torn copy.
+                break;
+            }
+            // The file changed while we read it: read it again from the
+            // start, against its new attributes.
+            node.mtime = mtime;
+            node.ctime = ctime;
+            use std::io::Seek;
+            if file.rewind().is_err() {
+                break;
             }
         }
         self.problem(format!(
@@ -577,20 +577,22 @@ impl Ctx<'_> {
         file: &mut File,
         size_hint: u64,
         content: &mut Vec<ChunkRef>,
-    ) -> Result<u64> {
+    ) -> Result<u64, ChunkFail> {
         let claim = |id: &Id| self.claim(id);
         let n = self
             .chunker
             .chunk(&mut *file, size_hint, &claim, |c: ChunkOut| {
                 if let Some(s) = &c.stored {
-                    self.data.add(c.id, &s.bytes, s.compressed, c.len)?;
+                    self.data
+                        .add(c.id, &s.bytes, s.compressed, c.len)
+                        .map_err(ChunkFail::Store)?;
                 }
                 self.progress.read_bytes(u64::from(c.len));
                 content.push(ChunkRef {
                     id: c.id,
                     len: c.len,
                 });
-                Ok::<(), Error>(())
+                Ok::<(), ChunkFail>(())
             });
         let n = n?;
         bump(&self.counters.bytes_read, n);
@@ -675,6 +677,19 @@ impl Ctx<'_> {
             }
         }
         Ok(id)
+    }
+}
+
+/// Why chunking a file stopped: the source could not be read (the file is
+/// skipped), or storing failed (the backup fails).
+enum ChunkFail {
+    Read(std::io::Error),
+    Store(Error),
+}
+
+impl From<std::io::Error> for ChunkFail {
+    fn from(e: std::io::Error) -> ChunkFail {
+        ChunkFail::Read(e)
     }
 }
 

@@ -81,14 +81,14 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
         }
     }
     report.packs = pack_blobs.len() as u64;
-    let stored: HashSet<Id> = stored_packs(&**repo.backend())?.into_iter().collect();
+    let stored = stored_packs(&**repo.backend())?;
     let mut bad: HashMap<Id, String> = HashMap::new();
     for pack in pack_blobs.keys() {
-        if !stored.contains(pack) {
+        if !stored.contains_key(pack) {
             bad.insert(*pack, "missing from the repository".into());
         }
     }
-    for pack in stored.iter().filter(|p| !pack_blobs.contains_key(p)) {
+    for pack in stored.keys().filter(|p| !pack_blobs.contains_key(p)) {
         report.warnings.push(format!(
             "pack {} is in no index (left by an interrupted backup, or a backup is running); prune removes it",
             pack.short()
@@ -99,7 +99,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
         if bad.contains_key(pack) {
             continue;
         }
-        match read_pack_entries(&**repo.backend(), pack) {
+        match read_pack_entries(&**repo.backend(), pack, stored[pack]) {
             Ok(entries) => {
                 let own: HashSet<_> = entries
                     .iter()

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use cairn_chunk::Id;
 
+use crate::backend::BackendError;
+
 /// Anything that can go wrong reading or writing a repository.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -27,13 +29,8 @@ pub enum Error {
         supported: u32,
     },
     /// A backend operation failed.
-    #[error("{key}: {source}")]
-    Backend {
-        /// Repository key (`packs/ab/abcd…`) or local path.
-        key: String,
-        /// Underlying I/O error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     /// Stored data that fails verification.
     #[error("{what} {id}: {reason}")]
     Corrupt {
@@ -95,21 +92,11 @@ pub enum Error {
 /// Result alias for the repository crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A bare I/O error from reading file content; the caller adds the path.
-impl From<std::io::Error> for Error {
-    fn from(source: std::io::Error) -> Error {
-        Error::Io {
-            path: PathBuf::new(),
-            source,
-        }
-    }
-}
-
 impl Error {
     /// Whether this says an object does not exist (a concurrent prune or
     /// forget may delete what a listing just returned).
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::Backend { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+        matches!(self, Error::Backend(BackendError::NotFound { .. }))
     }
 
     /// Wrap an I/O error with the path it concerns.

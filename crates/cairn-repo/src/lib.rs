@@ -40,7 +40,7 @@ pub mod snapshot;
 pub mod stats;
 pub mod tree;
 
-pub use backend::{Backend, LocalBackend};
+pub use backend::{Backend, BackendError, LocalBackend, LocationState, ObjectInfo};
 pub use cairn_chunk::Id;
 pub use config::Config;
 pub use error::{Error, Result};

@@ -128,8 +128,8 @@ impl Drop for BackupLock {
 pub fn live_runs(backend: &dyn Backend) -> Result<HashSet<String>> {
     let now = chrono::Utc::now();
     let mut out = HashSet::new();
-    for key in backend.list("locks/")? {
-        let Ok(bytes) = backend.get(&key) else {
+    for obj in backend.list("locks/")? {
+        let Ok(bytes) = backend.get(&obj.key) else {
             continue; // released while we listed
         };
         let Ok(info) = serde_json::from_slice::<LockInfo>(&bytes) else {

@@ -18,6 +18,7 @@ use cairn_chunk::compress::decompress;
 use cairn_chunk::Id;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use crate::backend::{create_dir_durable, create_private, BackendError};
 use crate::pack::{encode_trailer, BlobEntry, BlobKind, FLAG_ZSTD};
 use crate::repository::pack_key;
 use crate::segment::PackRecord;
@@ -56,10 +57,51 @@ struct PackWriter {
 /// Spool failures are storage errors (a full disk, say), never errors of
 /// the file being backed up.
 fn spool_err(path: &Path, source: std::io::Error) -> Error {
-    Error::Backend {
+    Error::Backend(BackendError::Io {
         key: path.display().to_string(),
         source,
+    })
+}
+
+/// Where packs are built before they are stored: the backend's staging
+/// directory, else a private directory under the system's temporary one.
+pub fn spool_dir(backend: &dyn Backend) -> PathBuf {
+    backend
+        .staging_dir()
+        .unwrap_or_else(|| std::env::temp_dir().join("cairn-spool"))
+}
+
+/// Remove spool files older than `age` whose process no longer runs (left
+/// by crashed backups); returns how many.
+pub fn clean_spool(backend: &dyn Backend, age: std::time::Duration) -> u64 {
+    let Ok(entries) = fs::read_dir(spool_dir(backend)) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|a| a > age);
+        let name = e.file_name().to_string_lossy().into_owned();
+        if old && !writer_alive(&name) && fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
     }
+    removed
+}
+
+/// Whether the process named in a spool file (`pack-<pid>-<n>`) runs here;
+/// names we did not make count as alive, so they are never removed.
+fn writer_alive(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("pack-") else {
+        return true;
+    };
+    let pid = rest.split('-').next().and_then(|p| p.parse::<i32>().ok());
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    pid.is_none_or(|p| unsafe { libc::kill(p, 0) } == 0)
 }
 
 fn spool_name() -> String {
@@ -73,9 +115,9 @@ fn spool_name() -> String {
 
 impl PackWriter {
     fn create(spool: &Path) -> Result<PackWriter> {
-        fs::create_dir_all(spool).map_err(|e| spool_err(spool, e))?;
+        create_dir_durable(spool).map_err(|e| spool_err(spool, e))?;
         let path = spool.join(spool_name());
-        let file = File::create(&path).map_err(|e| spool_err(&path, e))?;
+        let file = create_private(&path).map_err(|e| spool_err(&path, e))?;
         Ok(PackWriter {
             path,
             file: BufWriter::with_capacity(WRITE_BUFFER, file),
@@ -223,7 +265,7 @@ impl Uploader {
     /// Start the uploader. With `dry_run` nothing is written anywhere.
     pub fn start(backend: Arc<dyn Backend>, dry_run: bool) -> Uploader {
         let (tx, rx) = bounded::<SpooledPack>(4);
-        let spool = (!dry_run).then(|| backend.spool_dir());
+        let spool = (!dry_run).then(|| spool_dir(&*backend));
         let handle = std::thread::spawn(move || upload_loop(&*backend, &rx));
         Uploader {
             tx: Some(tx),
@@ -271,7 +313,7 @@ fn upload_loop(backend: &dyn Backend, rx: &Receiver<SpooledPack>) -> Result<Vec<
                 pack: pack.id,
                 entries: pack.entries,
             }),
-            Err(e) => failed = Some(e),
+            Err(e) => failed = Some(e.into()),
         }
     }
     failed.map_or(Ok(records), Err)
@@ -293,5 +335,32 @@ fn verify(id: &Id, stored: &[u8], compressed: bool, raw_len: u32) -> Result<()> 
             id,
             "does not match its id after compression; nothing was stored",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LocalBackend;
+
+    #[test]
+    fn clean_spool_removes_only_old_files_of_dead_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        let spool = spool_dir(&b);
+        fs::create_dir_all(&spool).unwrap();
+        let old = filetime::FileTime::from_unix_time(1_000_000_000, 0);
+        let dead = spool.join("pack-999999999-0");
+        let alive = spool.join(format!("pack-{}-0", std::process::id()));
+        let fresh = spool.join("pack-999999999-1");
+        let foreign = spool.join("notes.txt");
+        for p in [&dead, &alive, &fresh, &foreign] {
+            fs::write(p, b"x").unwrap();
+        }
+        for p in [&dead, &alive, &foreign] {
+            filetime::set_file_mtime(p, old).unwrap();
+        }
+        assert_eq!(clean_spool(&b, std::time::Duration::from_secs(3600)), 1);
+        assert!(!dead.exists() && alive.exists() && fresh.exists() && foreign.exists());
     }
 }

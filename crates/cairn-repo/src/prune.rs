@@ -16,14 +16,15 @@
 //!    backups is alive any more: keep any doomed pack that a snapshot written
 //!    meanwhile needs, publish an index without the others, then delete them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use cairn_chunk::Id;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::BackendError;
 use crate::lock::live_runs;
 use crate::pack::{parse_entries, parse_footer, BlobEntry, BlobKind, ENTRY_LEN, FOOTER_LEN};
-use crate::packer::Uploader;
+use crate::packer::{clean_spool, Uploader};
 use crate::repository::{pack_key, segment_key};
 use crate::segment::{PackRecord, Segment};
 use crate::tree::NodeKind;
@@ -132,8 +133,9 @@ pub fn referenced(repo: &Repository) -> Result<HashSet<Id>> {
 /// The segments in the repository that no other segment supersedes.
 pub fn effective_segments(repo: &Repository) -> Result<Vec<(Id, Segment)>> {
     let mut all = Vec::new();
-    for key in repo.backend().list("index/")? {
-        if let Some(id) = key
+    for obj in repo.backend().list("index/")? {
+        if let Some(id) = obj
+            .key
             .strip_prefix("index/")
             .and_then(|s| s.parse::<Id>().ok())
         {
@@ -151,19 +153,19 @@ pub fn effective_segments(repo: &Repository) -> Result<Vec<(Id, Segment)>> {
         .collect())
 }
 
-/// Pack ids stored in the repository.
-pub fn stored_packs(backend: &dyn Backend) -> Result<Vec<Id>> {
+/// Packs stored in the repository, with their sizes.
+pub fn stored_packs(backend: &dyn Backend) -> Result<HashMap<Id, u64>> {
     Ok(backend
         .list("packs/")?
         .iter()
-        .filter_map(|k| k.rsplit('/').next()?.parse().ok())
+        .filter_map(|o| Some((o.key.rsplit('/').next()?.parse().ok()?, o.size)))
         .collect())
 }
 
-/// Read a pack's own table of blobs (footer and entries only).
-pub fn read_pack_entries(backend: &dyn Backend, pack: &Id) -> Result<Vec<BlobEntry>> {
+/// Read a pack's own table of blobs (footer and entries only); `size` is
+/// the pack's size as listed.
+pub fn read_pack_entries(backend: &dyn Backend, pack: &Id, size: u64) -> Result<Vec<BlobEntry>> {
     let key = pack_key(pack);
-    let size = backend.size(&key)?;
     if size < FOOTER_LEN as u64 {
         return Err(Error::corrupt("pack", pack, "too short to be a pack"));
     }
@@ -190,7 +192,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         carry_out_plans(repo, &mut report)?;
         // A backup writes its spool files continuously; a day-old one is
         // from a backup that died.
-        report.spool_files_removed = repo.backend().clean_spool(SPOOL_STALE);
+        report.spool_files_removed = clean_spool(&**repo.backend(), SPOOL_STALE);
     }
     let used = referenced(repo)?;
     let segments = effective_segments(repo)?;
@@ -253,7 +255,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     }
     // Packs no segment lists: left by a crashed backup, or being written by
     // a running one. The plan's lock check protects the latter.
-    for pack in stored_packs(&**repo.backend())? {
+    for pack in stored_packs(&**repo.backend())?.into_keys() {
         if !indexed.contains(&pack) {
             report.packs_unused += 1;
             doomed.push(pack);
@@ -351,7 +353,8 @@ fn copy_blobs(repo: &Repository, packs: &[PackRecord]) -> Result<Vec<PackRecord>
 /// Carry out every stored plan whose blocking backups have all finished.
 fn carry_out_plans(repo: &Repository, report: &mut PruneReport) -> Result<()> {
     let live = live_runs(&**repo.backend())?;
-    for key in repo.backend().list("plans/")? {
+    for obj in repo.backend().list("plans/")? {
+        let key = obj.key;
         let Some(id) = key
             .strip_prefix("plans/")
             .and_then(|s| s.parse::<Id>().ok())
@@ -372,8 +375,8 @@ fn carry_out_plans(repo: &Repository, report: &mut PruneReport) -> Result<()> {
             Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::corrupt("prune plan", id, e))?,
             // The prune that wrote the plan died before recording whom to
             // wait for: every backup alive now may predate the plan.
-            Err(e) if e.is_not_found() => write_wait(repo, &id)?,
-            Err(e) => return Err(e),
+            Err(BackendError::NotFound { .. }) => write_wait(repo, &id)?,
+            Err(e) => return Err(e.into()),
         };
         let blocking = wait.runs.iter().filter(|r| live.contains(*r)).count() as u64;
         if blocking > 0 {
@@ -400,12 +403,13 @@ fn carry_out(repo: &Repository, plan_id: &Id, plan: &Plan, report: &mut PruneRep
         .filter(|p| !doomed.contains(&p.pack))
         .flat_map(|p| p.entries.iter().map(|e| e.id))
         .collect();
-    let mut delete: HashSet<Id> = HashSet::new();
+    let mut delete: HashMap<Id, u64> = HashMap::new();
+    let stored = stored_packs(&**backend)?;
     for pack in &plan.packs {
-        if !backend.exists(&pack_key(pack))? {
+        let Some(&size) = stored.get(pack) else {
             continue;
-        }
-        let needed = match read_pack_entries(&**backend, pack) {
+        };
+        let needed = match read_pack_entries(&**backend, pack, size) {
             Ok(entries) => entries
                 .iter()
                 .any(|e| used.contains(&e.id) && !available.contains(&e.id)),
@@ -414,25 +418,23 @@ fn carry_out(repo: &Repository, plan_id: &Id, plan: &Plan, report: &mut PruneRep
         if needed {
             report.packs_resurrected += 1;
         } else {
-            delete.insert(*pack);
+            delete.insert(*pack, size);
         }
     }
     let seg_ids: Vec<Id> = segments.iter().map(|(id, _)| *id).collect();
     let remaining: Vec<PackRecord> = segments
         .into_iter()
         .flat_map(|(_, s)| s.packs)
-        .filter(|p| !delete.contains(&p.pack))
+        .filter(|p| !delete.contains_key(&p.pack))
         .collect();
     repo.write_segment(&Segment {
         supersedes: seg_ids.clone(),
         packs: remaining,
     })?;
-    for pack in &delete {
-        let key = pack_key(pack);
-        let size = backend.size(&key).unwrap_or(0);
-        backend.delete(&key)?;
+    for (pack, size) in &delete {
+        backend.delete(&pack_key(pack))?;
         report.packs_deleted += 1;
-        report.bytes_freed += size;
+        report.bytes_freed += *size;
     }
     for seg in seg_ids.iter().chain(&plan.segments) {
         backend.delete(&segment_key(seg))?;
@@ -446,11 +448,11 @@ fn carry_out(repo: &Repository, plan_id: &Id, plan: &Plan, report: &mut PruneRep
 /// them locatable but never deduplicate against them.
 pub fn doomed_packs(backend: &dyn Backend) -> Result<HashSet<Id>> {
     let mut out = HashSet::new();
-    for key in backend.list("plans/")? {
-        if key.ends_with(".wait") {
+    for obj in backend.list("plans/")? {
+        if obj.key.ends_with(".wait") {
             continue;
         }
-        let Ok(bytes) = backend.get(&key) else {
+        let Ok(bytes) = backend.get(&obj.key) else {
             continue; // carried out while we listed
         };
         if let Ok(plan) = serde_json::from_slice::<Plan>(&bytes) {

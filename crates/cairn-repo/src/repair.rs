@@ -28,8 +28,8 @@ pub fn repair_index(repo: &Repository) -> Result<RepairReport> {
     let backend = repo.backend();
     let mut report = RepairReport::default();
     let mut packs = Vec::new();
-    for pack in stored_packs(&**backend)? {
-        match read_pack_entries(&**backend, &pack) {
+    for (pack, size) in stored_packs(&**backend)? {
+        match read_pack_entries(&**backend, &pack, size) {
             Ok(entries) => {
                 report.packs += 1;
                 report.blobs += entries.len() as u64;
@@ -41,7 +41,7 @@ pub fn repair_index(repo: &Repository) -> Result<RepairReport> {
     let old: Vec<_> = backend
         .list("index/")?
         .iter()
-        .filter_map(|k| k.strip_prefix("index/")?.parse().ok())
+        .filter_map(|o| o.key.strip_prefix("index/")?.parse().ok())
         .collect();
     report.segments_replaced = old.len() as u64;
     let new = repo.write_segment(&Segment {

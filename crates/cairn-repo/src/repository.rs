@@ -7,6 +7,7 @@ use std::sync::Arc;
 use cairn_chunk::compress::decompress;
 use cairn_chunk::Id;
 
+use crate::backend::{BackendError, LocationState};
 use crate::config::{Config, FORMAT_VERSION};
 use crate::index::{Index, Location};
 use crate::pack::BlobKind;
@@ -52,27 +53,20 @@ pub struct Repository {
 }
 
 impl Repository {
-    /// Create a repository at a local `path` that is missing or an empty directory.
-    pub fn init_local(path: &Path, config: &Config) -> Result<()> {
-        if path.exists() {
-            let empty = std::fs::read_dir(path)
-                .map_err(|e| Error::io(path, e))?
-                .next()
-                .is_none();
-            if !empty {
-                return Err(if path.join(CONFIG_KEY).exists() {
-                    Error::Invalid(format!(
-                        "{}: a cairn repository already exists here",
-                        path.display()
-                    ))
-                } else {
-                    Error::NotEmpty(path.display().to_string())
-                });
-            }
+    /// Create a repository in an empty or missing location.
+    pub fn init(backend: &dyn Backend, config: &Config) -> Result<()> {
+        if backend.probe()? == LocationState::Occupied {
+            return Err(match backend.get(CONFIG_KEY) {
+                Ok(_) => Error::Invalid(format!(
+                    "{}: a cairn repository already exists here",
+                    backend.location()
+                )),
+                Err(_) => Error::NotEmpty(backend.location()),
+            });
         }
-        let backend = LocalBackend::new(path);
         let bytes = serde_json::to_vec_pretty(config).expect("config serializes");
-        backend.put(CONFIG_KEY, &bytes)
+        backend.put(CONFIG_KEY, &bytes)?;
+        Ok(())
     }
 
     /// Open a repository, syncing the local index cache under `cache_root`
@@ -122,7 +116,7 @@ impl Repository {
             .backend
             .list("index/")?
             .iter()
-            .filter_map(|k| k.strip_prefix("index/")?.parse().ok())
+            .filter_map(|o| o.key.strip_prefix("index/")?.parse().ok())
             .collect();
         let known = self.index.segments()?;
         let present_set: HashSet<Id> = present.iter().copied().collect();
@@ -222,7 +216,8 @@ impl Repository {
     /// All snapshots, oldest first.
     pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
         let mut out = Vec::new();
-        for key in self.backend.list("snapshots/")? {
+        for obj in self.backend.list("snapshots/")? {
+            let key = obj.key;
             let Some(id) = key
                 .strip_prefix("snapshots/")
                 .and_then(|s| s.parse::<Id>().ok())
@@ -230,7 +225,7 @@ impl Repository {
                 continue;
             };
             let bytes = match self.backend.get(&key) {
-                Err(e) if e.is_not_found() => continue, // forgotten meanwhile
+                Err(BackendError::NotFound { .. }) => continue, // forgotten meanwhile
                 other => other?,
             };
             out.push((id, Snapshot::decode(&id, &bytes)?));
@@ -256,7 +251,7 @@ impl Repository {
     /// Delete a snapshot (`forget`). The data it references stays until a
     /// prune; removing a snapshot that is already gone is not an error.
     pub fn remove_snapshot(&self, id: &Id) -> Result<()> {
-        self.backend.delete(&snapshot_key(id))
+        Ok(self.backend.delete(&snapshot_key(id))?)
     }
 
     /// Follow `subpath` (relative to the snapshot root; empty or `/` is the
@@ -317,14 +312,13 @@ fn read_config(backend: &dyn Backend) -> Result<Config> {
     let location = backend.location();
     let bytes = match backend.get(CONFIG_KEY) {
         Ok(b) => b,
-        Err(Error::Backend { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return Err(if Path::new(&location).exists() {
-                Error::NotARepository(location)
-            } else {
-                Error::NoRepository(location)
+        Err(BackendError::NotFound { .. }) => {
+            return Err(match backend.probe()? {
+                LocationState::Occupied => Error::NotARepository(location),
+                _ => Error::NoRepository(location),
             });
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let value: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| Error::corrupt("config", &location, e))?;

@@ -201,9 +201,9 @@ mod tests {
         let (src, repo_dir) = (dir.path().join("src"), dir.path().join("repo"));
         fs::create_dir_all(src.join("sub")).unwrap();
         let config = Config::new(Default::default(), cairn_chunk::Compression::None);
-        Repository::init_local(&repo_dir, &config).unwrap();
-        let repo =
-            Repository::open(backend_for(repo_dir.to_str().unwrap()).unwrap(), None).unwrap();
+        let backend = backend_for(repo_dir.to_str().unwrap()).unwrap();
+        Repository::init(&*backend, &config).unwrap();
+        let repo = Repository::open(backend, None).unwrap();
 
         fs::write(src.join("sub/a"), noise(1, 5000)).unwrap();
         fs::write(src.join("b"), noise(2, 3000)).unwrap();

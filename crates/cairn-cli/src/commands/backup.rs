@@ -80,11 +80,10 @@ fn absolute_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// Open the repository, creating a missing local one with default settings.
 fn open_or_create(cli: &Cli, out: &Out, args: &BackupArgs) -> Result<cairn_repo::Repository> {
     let loc = location::location(cli);
-    if !loc.contains("://") && !Path::new(&loc).exists() {
+    if location::is_vacant(&loc)? {
         let config = location::config_from(&args.chunk)?;
         location::init_at(&loc, &config)?;
-        eprintln!("created new repository at {loc}");
-        let _ = out;
+        out.info(&format!("created new repository at {loc}"));
     }
     location::open(cli)
 }
