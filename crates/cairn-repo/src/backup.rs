@@ -200,7 +200,7 @@ pub fn backup(
     summary.bytes_added_stored = added.stored.load(Ordering::Relaxed);
     summary.errors = problems.len() as u64;
     if !opts.dry_run && !records.is_empty() {
-        repo.write_segment(&Segment {
+        repo.write_segment(Segment {
             supersedes: Vec::new(),
             packs: records,
         })?;

@@ -40,20 +40,32 @@ impl Config {
     }
 }
 
-/// 32 random bytes from the kernel, hashed with the time and pid so that a
-/// missing /dev/urandom still gives a unique id.
-pub fn random_id() -> Id {
-    use std::io::Read;
+/// Random bytes from the kernel, mixed with the time and pid so that a
+/// machine without a working `getrandom` still gets unique values.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut seed = [0u8; 32];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = f.read_exact(&mut seed);
-    }
+    // SAFETY: the buffer is valid for its length; getrandom writes at most that.
+    let got = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
     let mut h = blake3::Hasher::new();
+    if got < 0 {
+        h.update(&std::process::id().to_le_bytes());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        h.update(&now.as_nanos().to_le_bytes());
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        h.update(
+            &N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .to_le_bytes(),
+        );
+    }
     h.update(&seed);
-    h.update(&std::process::id().to_le_bytes());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    h.update(&now.as_nanos().to_le_bytes());
-    Id(*h.finalize().as_bytes())
+    let mut out = [0u8; N];
+    h.finalize_xof().fill(&mut out);
+    out
+}
+
+/// A random id (repository ids, lock runs, salts).
+pub fn random_id() -> Id {
+    Id(random_bytes())
 }

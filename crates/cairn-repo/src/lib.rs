@@ -25,6 +25,7 @@ pub mod codec;
 pub mod config;
 pub mod diff;
 mod error;
+pub mod faults;
 pub mod forget;
 pub mod fsmeta;
 pub mod index;

@@ -19,6 +19,9 @@ pub const PACK_MAGIC: &[u8; 8] = b"CRNPACK1";
 pub const ENTRY_LEN: usize = 52;
 /// Bytes of the footer.
 pub const FOOTER_LEN: usize = 28;
+/// Random bytes at the start of every pack written since format 1.1, covered
+/// by no entry, so that no two packs share a name (docs/FORMAT.md 6).
+pub const PACK_SALT_LEN: usize = 16;
 
 /// What a blob holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

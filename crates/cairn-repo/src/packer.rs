@@ -19,7 +19,8 @@ use cairn_chunk::Id;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::backend::{create_dir_durable, create_private, BackendError};
-use crate::pack::{encode_trailer, BlobEntry, BlobKind, FLAG_ZSTD};
+use crate::config::random_bytes;
+use crate::pack::{encode_trailer, BlobEntry, BlobKind, FLAG_ZSTD, PACK_SALT_LEN};
 use crate::repository::pack_key;
 use crate::segment::PackRecord;
 use crate::{Backend, Error, Result};
@@ -118,13 +119,18 @@ impl PackWriter {
         create_dir_durable(spool).map_err(|e| spool_err(spool, e))?;
         let path = spool.join(spool_name());
         let file = create_private(&path).map_err(|e| spool_err(&path, e))?;
-        Ok(PackWriter {
+        let mut w = PackWriter {
             path,
             file: BufWriter::with_capacity(WRITE_BUFFER, file),
             hasher: blake3::Hasher::new(),
             entries: Vec::new(),
             len: 0,
-        })
+        };
+        // A salt no entry covers: two packs of the same blobs still get
+        // different names, so a pack a prune plan dooms is never "written
+        // again" by a backup that happens to pack the same data.
+        w.write(&random_bytes::<PACK_SALT_LEN>())?;
+        Ok(w)
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<()> {

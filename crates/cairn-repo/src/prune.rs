@@ -269,7 +269,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     let seg_ids: Vec<Id> = segments.iter().map(|(id, _)| *id).collect();
     // Still lists the doomed packs: until the plan is carried out, a snapshot
     // written by a backup that started earlier may need them.
-    repo.write_segment(&Segment {
+    repo.write_segment(Segment {
         supersedes: seg_ids.clone(),
         packs: keep,
     })?;
@@ -427,7 +427,7 @@ fn carry_out(repo: &Repository, plan_id: &Id, plan: &Plan, report: &mut PruneRep
         .flat_map(|(_, s)| s.packs)
         .filter(|p| !delete.contains_key(&p.pack))
         .collect();
-    repo.write_segment(&Segment {
+    repo.write_segment(Segment {
         supersedes: seg_ids.clone(),
         packs: remaining,
     })?;

@@ -22,11 +22,20 @@ pub struct RepairReport {
     pub unreadable: Vec<String>,
 }
 
-/// Write one segment listing every readable pack, superseding all existing
-/// segments, then delete those and reload the local cache.
+/// Write one segment listing every readable pack, superseding the segments
+/// that existed when it started, then delete those and reload the local
+/// cache. Segments are listed before packs: a backup that finishes while the
+/// repair runs either wrote its segment before that listing (and its packs
+/// before the pack listing, so the new segment has them) or after it (and
+/// its segment is left alone).
 pub fn repair_index(repo: &Repository) -> Result<RepairReport> {
     let backend = repo.backend();
     let mut report = RepairReport::default();
+    let old: Vec<_> = backend
+        .list("index/")?
+        .iter()
+        .filter_map(|o| o.key.strip_prefix("index/")?.parse().ok())
+        .collect();
     let mut packs = Vec::new();
     for (pack, size) in stored_packs(&**backend)? {
         match read_pack_entries(&**backend, &pack, size) {
@@ -38,17 +47,12 @@ pub fn repair_index(repo: &Repository) -> Result<RepairReport> {
             Err(e) => report.unreadable.push(e.to_string()),
         }
     }
-    let old: Vec<_> = backend
-        .list("index/")?
-        .iter()
-        .filter_map(|o| o.key.strip_prefix("index/")?.parse().ok())
-        .collect();
     report.segments_replaced = old.len() as u64;
-    let new = repo.write_segment(&Segment {
+    repo.write_segment(Segment {
         supersedes: old.clone(),
         packs,
     })?;
-    for id in old.iter().filter(|id| **id != new) {
+    for id in &old {
         backend.delete(&segment_key(id))?;
     }
     repo.index().clear()?;

@@ -174,12 +174,16 @@ impl Repository {
         Segment::decode(&bytes).map_err(|e| Error::corrupt("index segment", id, e))
     }
 
-    /// Store a segment durably, then record it in the cache.
-    pub fn write_segment(&self, seg: &Segment) -> Result<Id> {
+    /// Store a segment durably, then record it in the cache. A random id
+    /// joins its `supersedes` list (it names no segment): like a pack's salt,
+    /// it makes the segment's name unique, so a segment identical to one a
+    /// prune superseded is never mistaken for it (docs/FORMAT.md 8).
+    pub fn write_segment(&self, mut seg: Segment) -> Result<Id> {
+        seg.supersedes.push(crate::config::random_id());
         let bytes = seg.encode();
         let id = Id::of(&bytes);
         self.backend.put(&segment_key(&id), &bytes)?;
-        self.index.add_segment(&id, seg)?;
+        self.index.add_segment(&id, &seg)?;
         Ok(id)
     }
 
