@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod forge;
+
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::fs;

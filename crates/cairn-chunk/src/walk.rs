@@ -39,8 +39,8 @@ pub enum WalkError {
         /// Depth of the entry that failed.
         depth: usize,
     },
-    /// An exclude pattern that is not a valid glob.
-    #[error("invalid exclude pattern {pattern:?}: {reason}")]
+    /// A pattern that is not a valid glob.
+    #[error("invalid glob pattern {pattern:?}: {reason}")]
     Pattern {
         /// The pattern as given.
         pattern: String,

@@ -74,6 +74,10 @@ pub struct ChunkArgs {
     /// Blob compression: zstd:N or none.
     #[arg(long, value_name = "zstd:N|none")]
     pub compression: Option<String>,
+    /// Target pack size (K/M suffixes; 16K to 1G, default 16M). Object
+    /// stores favour larger packs: fewer requests per GiB.
+    #[arg(long, value_name = "SIZE")]
+    pub pack_size: Option<String>,
 }
 
 #[derive(Args, Debug)]

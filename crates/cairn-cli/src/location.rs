@@ -72,7 +72,19 @@ pub fn config_from(args: &ChunkArgs) -> Result<Config> {
         Some(c) => c.parse()?,
         None => Compression::default(),
     };
-    Ok(Config::new(params, compression))
+    let mut config = Config::new(params, compression);
+    if let Some(v) = &args.pack_size {
+        config.pack_size = pack_size(v)?;
+    }
+    Ok(config)
+}
+
+fn pack_size(v: &str) -> Result<u32> {
+    let n = parse_size(v)?;
+    match u32::try_from(n) {
+        Ok(n) if (16 << 10..=1 << 30).contains(&n) => Ok(n),
+        _ => anyhow::bail!("--pack-size {v}: must be between 16K and 1G"),
+    }
 }
 
 /// Create a repository at `loc`.

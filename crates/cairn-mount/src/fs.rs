@@ -64,6 +64,24 @@ fn virtual_link(name: &str, target: &str, mtime: Timestamp) -> Node {
     }
 }
 
+/// A volume name as one directory entry: names cairn stores are already
+/// safe, but a damaged or forged snapshot may hold `..` or a `/`.
+fn directory_name(volume: &str) -> String {
+    if cairn_repo::tree::is_safe_name(volume.as_bytes()) {
+        return volume.to_string();
+    }
+    let escaped = volume
+        .replace('%', "%25")
+        .replace('/', "%2F")
+        .replace('\0', "%00");
+    match escaped.as_str() {
+        "" => "%00".into(),
+        "." => "%2E".into(),
+        ".." => "%2E%2E".into(),
+        _ => escaped,
+    }
+}
+
 fn stamp(t: chrono::DateTime<chrono::Utc>) -> Timestamp {
     Timestamp {
         sec: t.timestamp(),
@@ -109,7 +127,8 @@ impl CairnFs {
                 Some(Vec::new()),
             );
             let vol = *by_volume.entry(snap.volume.clone()).or_insert_with(|| {
-                fs.add(volumes, virtual_dir(&snap.volume, now), Some(Vec::new()))
+                let name = directory_name(&snap.volume);
+                fs.add(volumes, virtual_dir(&name, now), Some(Vec::new()))
             });
             let mut entry_name = label.clone();
             if fs.has_child(vol, entry_name.as_bytes()) {
@@ -168,11 +187,21 @@ impl CairnFs {
             .ok_or(Errno::ENOENT)
     }
 
-    fn chunk(&self, id: &Id) -> Result<Arc<Vec<u8>>, Errno> {
+    /// A chunk's bytes; a blob whose length is not what the tree says is
+    /// damage (EIO), never sliced past its end.
+    fn chunk(&self, id: &Id, len: u32) -> Result<Arc<Vec<u8>>, Errno> {
         if let Some(c) = lock(&self.cache).get(id) {
-            return Ok(c);
+            return if c.len() == len as usize {
+                Ok(c)
+            } else {
+                Err(Errno::EIO)
+            };
         }
-        let data = Arc::new(self.repo.read_blob(id).map_err(|_| Errno::EIO)?);
+        let data = self.repo.read_blob(id).map_err(|_| Errno::EIO)?;
+        if data.len() != len as usize {
+            return Err(Errno::EIO);
+        }
+        let data = Arc::new(data);
         lock(&self.cache).put(*id, data.clone());
         Ok(data)
     }
@@ -204,11 +233,12 @@ impl CairnFs {
     /// Bytes `offset..offset+size` of a file, loading only the chunks they touch.
     fn read_range(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
         let (node, starts) = self.offsets(ino)?;
-        let end = (offset + u64::from(size)).min(node.size);
+        let end = offset.saturating_add(u64::from(size)).min(node.size);
         let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
         let mut i = starts.partition_point(|&s| s <= offset).saturating_sub(1);
         while i < node.content.len() && starts[i] < end {
-            let data = self.chunk(&node.content[i].id)?;
+            let chunk = &node.content[i];
+            let data = self.chunk(&chunk.id, chunk.len)?;
             let from = offset.max(starts[i]) - starts[i];
             let to = end.min(starts[i] + data.len() as u64) - starts[i];
             out.extend_from_slice(&data[from as usize..to as usize]);

@@ -74,11 +74,16 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
-/// Mount `repo` at `mountpoint` and serve until Ctrl-C, SIGTERM or an
-/// external `fusermount3 -u`; then unmount cleanly.
-pub fn mount_and_serve(repo: Repository, mountpoint: &Path) -> Result<(), MountError> {
+/// Read the snapshot list and build the top of the filesystem; fails
+/// before anything is mounted if the repository cannot be read.
+pub fn prepare(repo: Repository) -> Result<CairnFs, MountError> {
     check_fuse()?;
-    let fs = CairnFs::new(repo).map_err(MountError::Repo)?;
+    CairnFs::new(repo).map_err(MountError::Repo)
+}
+
+/// Mount `fs` at `mountpoint` and serve until Ctrl-C, SIGTERM or an
+/// external `fusermount3 -u`; then unmount cleanly.
+pub fn serve(fs: CairnFs, mountpoint: &Path) -> Result<(), MountError> {
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         fuser::MountOption::RO,

@@ -56,6 +56,68 @@ pub struct BackupOptions {
     pub dry_run: bool,
 }
 
+impl BackupOptions {
+    /// Check names and paths before anything is read or written: a volume
+    /// name becomes a directory name in `cairn mount`, and two paths with
+    /// the same last component would collide in the snapshot's root.
+    pub fn validate(&self) -> Result<()> {
+        check_label("volume", &self.volume, true)?;
+        check_label("host", &self.host, true)?;
+        for tag in &self.tags {
+            check_label("tag", tag, false)?;
+        }
+        if let Err(cairn_chunk::WalkError::Pattern { pattern, reason }) =
+            cairn_chunk::PathMatcher::new(&self.walk.excludes)
+        {
+            return Err(Error::BadPattern {
+                option: "--exclude",
+                pattern,
+                reason,
+            });
+        }
+        if self.paths.len() > 1 {
+            let mut names = HashSet::new();
+            for path in &self.paths {
+                let name = last_component(path);
+                if !names.insert(name.clone()) {
+                    return Err(Error::DuplicatePathName {
+                        path: path.clone(),
+                        name: String::from_utf8_lossy(&name).into_owned(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Names users give (volumes, hosts, tags): printable, at most 255 bytes,
+/// no comma (lists of them are comma-separated); a volume or host is also
+/// one safe path component, since mount shows it as a directory.
+pub fn check_label(what: &'static str, value: &str, component: bool) -> Result<()> {
+    let reason = if value.is_empty() {
+        Some("must not be empty")
+    } else if value.len() > 255 {
+        Some("longer than 255 bytes")
+    } else if value.chars().any(char::is_control) {
+        Some("contains a control character")
+    } else if value.contains(',') {
+        Some("contains a comma")
+    } else if component && !crate::tree::is_safe_name(value.as_bytes()) {
+        Some("must not be `.` or `..` or contain `/`")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::InvalidName {
+            what,
+            value: value.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Progress callbacks; called from several threads.
 pub trait Progress: Sync {
     /// File content was read.
@@ -156,6 +218,7 @@ pub fn backup(
     opts: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<BackupOutcome> {
+    opts.validate()?;
     let started = Instant::now();
     let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     // The lock comes before we read the index: a prune that does not see it
@@ -317,17 +380,9 @@ impl Ctx<'_> {
             Some((_, p)) => Some(self.repo.load_tree(&p.tree)?),
             None => None,
         };
-        let mut names = HashSet::new();
         let mut children = Vec::new();
         for path in &opts.paths {
             let name = last_component(path);
-            if !names.insert(name.clone()) {
-                return Err(Error::Invalid(format!(
-                    "{}: two paths end in the same name {:?}; back them up separately",
-                    path.display(),
-                    String::from_utf8_lossy(&name)
-                )));
-            }
             let prev = prev_root.as_ref().and_then(|t| t.find(&name));
             children.push(self.walk_path(rs, path, &opts.walk, prev, dir_tx)?);
         }

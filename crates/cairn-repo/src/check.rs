@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::index::Location;
 use crate::pack::parse_pack;
-use crate::prune::{effective_segments, read_pack_entries, stored_packs};
+use crate::prune::{doomed_packs, effective_segments, read_pack_entries, stored_packs};
 use crate::repository::{decode_blob, pack_key};
 use crate::tree::NodeKind;
 use crate::{Repository, Result};
@@ -68,11 +68,11 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     let segments = effective_segments(repo)?;
     let mut pack_blobs: HashMap<Id, Vec<Location>> = HashMap::new();
-    let mut blob_pack: HashMap<Id, Id> = HashMap::new();
+    let mut blob_pack: HashMap<Id, (Id, u32)> = HashMap::new();
     for (_, seg) in &segments {
         for p in &seg.packs {
             for e in &p.entries {
-                blob_pack.entry(e.id).or_insert(p.pack);
+                blob_pack.entry(e.id).or_insert((p.pack, e.raw_len));
                 pack_blobs.entry(p.pack).or_default().push(Location {
                     pack: p.pack,
                     entry: *e,
@@ -88,11 +88,19 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
             bad.insert(*pack, "missing from the repository".into());
         }
     }
+    let doomed = doomed_packs(&**repo.backend())?;
     for pack in stored.keys().filter(|p| !pack_blobs.contains_key(p)) {
-        report.warnings.push(format!(
-            "pack {} is in no index (left by an interrupted backup, or a backup is running); prune removes it",
-            pack.short()
-        ));
+        report.warnings.push(if doomed.contains(pack) {
+            format!(
+                "pack {} is doomed by a prune plan; a later prune deletes it",
+                pack.short()
+            )
+        } else {
+            format!(
+                "pack {} is in no index (left by an interrupted backup, or a backup is running); prune removes it",
+                pack.short()
+            )
+        });
     }
     // The index must match each pack's own table (two small reads a pack).
     for (pack, locs) in &pack_blobs {
@@ -138,8 +146,46 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
             }
         }
     }
+    report_damaged_objects(repo, &mut report)?;
     walk_snapshots(repo, &blob_pack, &bad, &mut report)?;
     Ok(report)
+}
+
+/// Snapshots, index segments and prune plans that cannot be read.
+fn report_damaged_objects(repo: &Repository, report: &mut CheckReport) -> Result<()> {
+    for d in repo.damaged_segments() {
+        report.errors.push(format!(
+            "index segment {} is damaged ({}); run `cairn repair index`",
+            d.id, d.reason
+        ));
+    }
+    for d in repo.snapshot_list()?.damaged {
+        report.errors.push(format!(
+            "snapshot {} is damaged ({}); remove it with `cairn forget {}` or run `cairn repair snapshots`",
+            d.id,
+            d.reason,
+            d.id.short()
+        ));
+    }
+    let plans = repo.backend().list("plans/")?;
+    for obj in plans.iter().filter(|o| !o.key.ends_with(".wait")) {
+        let Some(id) = obj
+            .key
+            .strip_prefix("plans/")
+            .and_then(|s| s.parse::<Id>().ok())
+        else {
+            continue;
+        };
+        match repo.backend().get(&obj.key) {
+            Ok(bytes) if Id::of(&bytes) == id => {}
+            Ok(_) => report.warnings.push(format!(
+                "prune plan {} is damaged; the next prune removes it and judges its packs again",
+                id.short()
+            )),
+            Err(_) => {} // carried out while we looked
+        }
+    }
+    Ok(())
 }
 
 /// Read a whole pack and verify it; the number of blobs verified.
@@ -172,7 +218,7 @@ fn read_pack(repo: &Repository, pack: &Id, locs: &[Location]) -> Result<u64, Str
 /// Load every snapshot's trees; note missing blobs and who needs bad packs.
 fn walk_snapshots(
     repo: &Repository,
-    blob_pack: &HashMap<Id, Id>,
+    blob_pack: &HashMap<Id, (Id, u32)>,
     bad: &HashMap<Id, String>,
     report: &mut CheckReport,
 ) -> Result<()> {
@@ -197,7 +243,7 @@ fn walk_snapshots(
         let mut hit_packs: HashSet<Id> = HashSet::new();
         let mut stack = vec![(snap.tree, String::new())];
         while let Some((tree_id, prefix)) = stack.pop() {
-            let pack_of = |id: &Id| blob_pack.get(id).copied();
+            let pack_of = |id: &Id| blob_pack.get(id).map(|(p, _)| *p);
             if let Some(p) = pack_of(&tree_id).filter(|p| bad.contains_key(p)) {
                 hit_packs.insert(p);
                 push_path(&mut damage, &p, format!("{short}:/{prefix}"));
@@ -218,15 +264,20 @@ fn walk_snapshots(
             for node in tree.nodes {
                 let path = format!("{prefix}{}", String::from_utf8_lossy(&node.name));
                 for c in &node.content {
-                    match pack_of(&c.id) {
+                    match blob_pack.get(&c.id) {
                         None => report.errors.push(format!(
                             "snapshot {short}: /{path}: chunk {} is not in the index",
                             c.id.short()
                         )),
-                        Some(p) if bad.contains_key(&p) => {
-                            hit_packs.insert(p);
-                            push_path(&mut damage, &p, format!("{short}:/{path}"));
+                        Some((p, _)) if bad.contains_key(p) => {
+                            hit_packs.insert(*p);
+                            push_path(&mut damage, p, format!("{short}:/{path}"));
                         }
+                        Some((_, raw_len)) if *raw_len != c.len => report.errors.push(format!(
+                            "snapshot {short}: /{path}: chunk {} is {raw_len} bytes, the tree says {}",
+                            c.id.short(),
+                            c.len
+                        )),
                         Some(_) => {}
                     }
                 }

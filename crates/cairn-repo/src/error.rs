@@ -41,6 +41,18 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// Damage that makes an operation unsafe until it is repaired.
+    #[error("{what} {id} is damaged ({reason}); {advice}")]
+    Damaged {
+        /// `snapshot` or `index segment`.
+        what: &'static str,
+        /// Its id.
+        id: Id,
+        /// What is wrong with it.
+        reason: String,
+        /// What the user can do.
+        advice: &'static str,
+    },
     /// A blob the index does not know.
     #[error("blob {0} is not in the index (missing pack?); run `cairn check`")]
     MissingBlob(Id),
@@ -83,6 +95,34 @@ pub enum Error {
         path: PathBuf,
         /// What failed.
         source: std::io::Error,
+    },
+    /// A volume name, tag or host that cannot be stored safely.
+    #[error("invalid {what} {value:?}: {reason}")]
+    InvalidName {
+        /// `volume`, `tag` or `host`.
+        what: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A glob given to an option that is not valid.
+    #[error("{option}: invalid glob pattern {pattern:?}: {reason}")]
+    BadPattern {
+        /// `--include` or `--exclude`.
+        option: &'static str,
+        /// The pattern.
+        pattern: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// Two backup paths that would get the same name in the snapshot.
+    #[error("{path}: two paths end in the same name {name:?}; back them up separately")]
+    DuplicatePathName {
+        /// The second path.
+        path: PathBuf,
+        /// The shared last component.
+        name: String,
     },
     /// Bad user input that is not a path problem.
     #[error("{0}")]

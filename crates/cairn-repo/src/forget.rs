@@ -268,6 +268,57 @@ pub fn candidate(id: &Id, s: &Snapshot) -> Candidate {
     }
 }
 
+/// Snapshots named on the command line: readable ones, and damaged ones
+/// (which can only be named by id, never by `latest`).
+#[derive(Debug, Default)]
+pub struct Chosen {
+    /// Readable snapshots.
+    pub valid: std::collections::BTreeSet<Id>,
+    /// Damaged snapshot objects.
+    pub damaged: std::collections::BTreeSet<Id>,
+}
+
+/// Resolve ids, prefixes and `latest` against the readable snapshots, and
+/// ids that match none of them against the damaged ones, so that a damaged
+/// snapshot can be removed by naming it.
+pub fn resolve_ids(
+    all: &[(Id, crate::Snapshot)],
+    damaged: &[crate::Damaged],
+    specs: &[String],
+    filter: &crate::Filter,
+) -> crate::Result<Chosen> {
+    let mut chosen = Chosen::default();
+    for spec in specs {
+        match crate::snapshot::select(all, spec, filter) {
+            Ok((id, _)) => {
+                chosen.valid.insert(*id);
+            }
+            Err(crate::Error::NoSnapshot(_)) if spec != "latest" => {
+                let lower = spec.to_ascii_lowercase();
+                let hits: Vec<Id> = damaged
+                    .iter()
+                    .map(|d| d.id)
+                    .filter(|id| id.to_hex().starts_with(&lower))
+                    .collect();
+                match hits.as_slice() {
+                    [one] => {
+                        chosen.damaged.insert(*one);
+                    }
+                    [] => return Err(crate::Error::NoSnapshot(spec.clone())),
+                    _ => {
+                        return Err(crate::Error::Ambiguous {
+                            prefix: spec.clone(),
+                            candidates: hits.iter().map(Id::short).collect::<Vec<_>>().join(", "),
+                        })
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(chosen)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

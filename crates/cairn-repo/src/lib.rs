@@ -45,6 +45,6 @@ pub use backend::{Backend, BackendError, LocalBackend, LocationState, ObjectInfo
 pub use cairn_chunk::Id;
 pub use config::Config;
 pub use error::{Error, Result};
-pub use repository::{backend_for, Repository};
+pub use repository::{backend_for, Damaged, Repository, SnapshotList};
 pub use snapshot::{Filter, Snapshot};
 pub use tree::{Node, NodeKind, Tree};

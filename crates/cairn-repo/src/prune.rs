@@ -68,6 +68,8 @@ pub struct PruneReport {
     pub packs_resurrected: u64,
     /// Leftover spool files of crashed backups removed.
     pub spool_files_removed: u64,
+    /// Damaged prune plans removed (their packs are judged again).
+    pub damaged_plans_removed: u64,
 }
 
 /// Spool files older than this belong to backups that died.
@@ -112,10 +114,38 @@ fn write_wait(repo: &Repository, id: &Id) -> Result<Wait> {
     Ok(wait)
 }
 
-/// Every blob (data and tree) that some snapshot references.
+/// Refuse to go on while some snapshot or index segment is damaged: the
+/// data a damaged snapshot references, or the packs only a damaged segment
+/// lists, would look unused and be deleted.
+pub fn require_undamaged(repo: &Repository) -> Result<Vec<(Id, crate::Snapshot)>> {
+    if let Some(d) = repo.damaged_segments().into_iter().next() {
+        return Err(Error::Damaged {
+            what: "index segment",
+            id: d.id,
+            reason: d.reason,
+            advice: "run `cairn repair index` first",
+        });
+    }
+    let list = repo.snapshot_list()?;
+    if let Some(d) = list.damaged.into_iter().next() {
+        return Err(Error::Damaged {
+            what: "snapshot",
+            id: d.id,
+            reason: d.reason,
+            advice: "remove it with `cairn forget ID` or run `cairn repair snapshots` first",
+        });
+    }
+    Ok(list.snapshots)
+}
+
+/// Every blob (data and tree) that some snapshot references; fails on
+/// damage (see [`require_undamaged`]).
 pub fn referenced(repo: &Repository) -> Result<HashSet<Id>> {
     let mut used = HashSet::new();
-    let mut stack: Vec<Id> = repo.snapshots()?.into_iter().map(|(_, s)| s.tree).collect();
+    let mut stack: Vec<Id> = require_undamaged(repo)?
+        .into_iter()
+        .map(|(_, s)| s.tree)
+        .collect();
     while let Some(tree_id) = stack.pop() {
         if !used.insert(tree_id) {
             continue;
@@ -132,6 +162,14 @@ pub fn referenced(repo: &Repository) -> Result<HashSet<Id>> {
 
 /// The segments in the repository that no other segment supersedes.
 pub fn effective_segments(repo: &Repository) -> Result<Vec<(Id, Segment)>> {
+    Ok(index_segments(repo)?.0)
+}
+
+/// What each present segment supersedes.
+type SupersedesMap = HashMap<Id, Vec<Id>>;
+
+/// The effective segments, and what every present segment supersedes.
+fn index_segments(repo: &Repository) -> Result<(Vec<(Id, Segment)>, SupersedesMap)> {
     let mut all = Vec::new();
     for obj in repo.backend().list("index/")? {
         if let Some(id) = obj
@@ -142,15 +180,58 @@ pub fn effective_segments(repo: &Repository) -> Result<Vec<(Id, Segment)>> {
             match repo.read_segment(&id) {
                 // Deleted after our listing: a newer segment supersedes it.
                 Err(e) if e.is_not_found() => continue,
+                // Reported by check; prune refuses to run before this.
+                Err(Error::Corrupt { .. }) => continue,
                 other => all.push((id, other?)),
             }
         }
     }
-    let superseded: HashSet<Id> = all.iter().flat_map(|(_, s)| s.supersedes.clone()).collect();
-    Ok(all
+    let supersedes: HashMap<Id, Vec<Id>> = all
+        .iter()
+        .map(|(id, s)| (*id, s.supersedes.clone()))
+        .collect();
+    let superseded: HashSet<Id> = supersedes.values().flatten().copied().collect();
+    let effective = all
         .into_iter()
         .filter(|(id, _)| !superseded.contains(id))
-        .collect())
+        .collect();
+    Ok((effective, supersedes))
+}
+
+/// Delete `roots` and every present segment they supersede, directly or
+/// not, each only after what it supersedes: a superseded segment must never
+/// outlive its superseder, or it would count again (and name packs that
+/// are gone).
+fn delete_segments(
+    repo: &Repository,
+    roots: &[Id],
+    supersedes: &HashMap<Id, Vec<Id>>,
+) -> Result<()> {
+    let mut done: HashSet<Id> = HashSet::new();
+    let mut stack: Vec<(Id, bool)> = roots.iter().map(|id| (*id, false)).collect();
+    while let Some((id, children_done)) = stack.pop() {
+        if done.contains(&id) {
+            continue;
+        }
+        let children = supersedes.get(&id).map_or(&[][..], Vec::as_slice);
+        if children_done
+            || children
+                .iter()
+                .all(|c| done.contains(c) || !supersedes.contains_key(c))
+        {
+            repo.backend().delete(&segment_key(&id))?;
+            done.insert(id);
+        } else {
+            stack.push((id, true));
+            stack.extend(
+                children
+                    .iter()
+                    .filter(|c| supersedes.contains_key(*c))
+                    .map(|c| (*c, false)),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Packs stored in the repository, with their sizes.
@@ -362,17 +443,23 @@ fn carry_out_plans(repo: &Repository, report: &mut PruneReport) -> Result<()> {
             continue; // a .wait object, read with its plan
         };
         let bytes = repo.backend().get(&key)?;
-        if Id::of(&bytes) != id {
-            return Err(Error::corrupt(
-                "prune plan",
-                id,
-                "content does not match its id",
-            ));
-        }
-        let plan: Plan =
-            serde_json::from_slice(&bytes).map_err(|e| Error::corrupt("prune plan", id, e))?;
+        let Some(plan) = decode_plan(&id, &bytes) else {
+            // Nobody can carry out a plan nobody can read. Dropping it loses
+            // nothing: the packs it doomed are still indexed, and this prune
+            // dooms again those that are unused.
+            repo.backend().delete(&key)?;
+            repo.backend().delete(&wait_key(&id))?;
+            report.damaged_plans_removed += 1;
+            continue;
+        };
         let wait = match repo.backend().get(&wait_key(&id)) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::corrupt("prune plan", id, e))?,
+            Ok(b) => match serde_json::from_slice(&b) {
+                Ok(w) => w,
+                Err(_) => {
+                    repo.backend().delete(&wait_key(&id))?;
+                    write_wait(repo, &id)?
+                }
+            },
             // The prune that wrote the plan died before recording whom to
             // wait for: every backup alive now may predate the plan.
             Err(BackendError::NotFound { .. }) => write_wait(repo, &id)?,
@@ -394,7 +481,7 @@ fn carry_out_plans(repo: &Repository, report: &mut PruneReport) -> Result<()> {
 fn carry_out(repo: &Repository, plan_id: &Id, plan: &Plan, report: &mut PruneReport) -> Result<()> {
     let backend = repo.backend();
     let used = referenced(repo)?;
-    let segments = effective_segments(repo)?;
+    let (segments, supersedes) = index_segments(repo)?;
     let doomed: HashSet<Id> = plan.packs.iter().copied().collect();
     // Blobs that stay available outside the doomed packs.
     let available: HashSet<Id> = segments
@@ -436,12 +523,20 @@ fn carry_out(repo: &Repository, plan_id: &Id, plan: &Plan, report: &mut PruneRep
         report.packs_deleted += 1;
         report.bytes_freed += *size;
     }
-    for seg in seg_ids.iter().chain(&plan.segments) {
-        backend.delete(&segment_key(seg))?;
-    }
+    let mut roots = seg_ids;
+    roots.extend(&plan.segments);
+    delete_segments(repo, &roots, &supersedes)?;
     backend.delete(&plan_key(plan_id))?;
     backend.delete(&wait_key(plan_id))?;
     Ok(())
+}
+
+/// A plan's content, if it is intact.
+fn decode_plan(id: &Id, bytes: &[u8]) -> Option<Plan> {
+    if Id::of(bytes) != *id {
+        return None;
+    }
+    serde_json::from_slice(bytes).ok()
 }
 
 /// Packs named by the plans stored in the repository: index caches keep
@@ -455,7 +550,8 @@ pub fn doomed_packs(backend: &dyn Backend) -> Result<HashSet<Id>> {
         let Ok(bytes) = backend.get(&obj.key) else {
             continue; // carried out while we listed
         };
-        if let Ok(plan) = serde_json::from_slice::<Plan>(&bytes) {
+        let id = obj.key.strip_prefix("plans/").and_then(|s| s.parse().ok());
+        if let Some(plan) = id.and_then(|id| decode_plan(&id, &bytes)) {
             out.extend(plan.packs);
         }
     }

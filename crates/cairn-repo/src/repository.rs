@@ -45,11 +45,32 @@ pub fn backend_for(location: &str) -> Result<Arc<dyn Backend>> {
     Ok(Arc::new(LocalBackend::new(location)))
 }
 
+/// An object that exists but cannot be used (fails verification or
+/// decoding). Damage costs that object only: it is reported and skipped.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Damaged {
+    /// Its id.
+    pub id: Id,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// The snapshots of a repository, and those that cannot be read.
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotList {
+    /// Readable snapshots, oldest first.
+    pub snapshots: Vec<(Id, Snapshot)>,
+    /// Snapshot objects that fail verification or decoding.
+    pub damaged: Vec<Damaged>,
+}
+
 /// An open repository.
 pub struct Repository {
     backend: Arc<dyn Backend>,
     config: Config,
     index: Index,
+    /// Index segments found damaged by the last refresh (skipped).
+    damaged_segments: std::sync::Mutex<Vec<Damaged>>,
 }
 
 impl Repository {
@@ -78,6 +99,7 @@ impl Repository {
             backend,
             config,
             index,
+            damaged_segments: Default::default(),
         };
         repo.refresh_index()?;
         Ok(repo)
@@ -120,10 +142,11 @@ impl Repository {
             .collect();
         let known = self.index.segments()?;
         let present_set: HashSet<Id> = present.iter().copied().collect();
-        let mut new = Vec::new();
-        for id in present.iter().filter(|id| !known.contains(id)) {
-            new.push((*id, self.read_segment(id)?));
-        }
+        let mut damaged = Vec::new();
+        let new = self.read_segments(
+            present.iter().filter(|id| !known.contains(id)),
+            &mut damaged,
+        )?;
         let superseded: HashSet<Id> = new
             .iter()
             .flat_map(|(_, s)| s.supersedes.iter().copied())
@@ -134,23 +157,39 @@ impl Repository {
         {
             // A prune replaced segments we had loaded: start over.
             self.index.clear()?;
-            self.reload_all(&present)?;
-            return self
-                .index
-                .set_doomed(&crate::prune::doomed_packs(&*self.backend)?);
+            damaged.clear();
+            let all = self.read_segments(present.iter(), &mut damaged)?;
+            self.add_effective(&all)?;
+        } else {
+            self.add_effective(&new)?;
         }
-        for (id, seg) in new.iter().filter(|(id, _)| !superseded.contains(id)) {
-            self.index.add_segment(id, seg)?;
-        }
+        *self
+            .damaged_segments
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = damaged;
         self.index
             .set_doomed(&crate::prune::doomed_packs(&*self.backend)?)
     }
 
-    fn reload_all(&self, present: &[Id]) -> Result<()> {
-        let segs: Vec<(Id, Segment)> = present
-            .iter()
-            .map(|id| Ok((*id, self.read_segment(id)?)))
-            .collect::<Result<_>>()?;
+    /// Read segments; damaged ones are noted and skipped, so one bad segment
+    /// costs the packs only it lists (until `repair index`), not the repository.
+    fn read_segments<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a Id>,
+        damaged: &mut Vec<Damaged>,
+    ) -> Result<Vec<(Id, Segment)>> {
+        let mut out = Vec::new();
+        for id in ids {
+            match self.read_segment(id) {
+                Ok(seg) => out.push((*id, seg)),
+                Err(Error::Corrupt { reason, .. }) => damaged.push(Damaged { id: *id, reason }),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    fn add_effective(&self, segs: &[(Id, Segment)]) -> Result<()> {
         let superseded: HashSet<Id> = segs
             .iter()
             .flat_map(|(_, s)| s.supersedes.iter().copied())
@@ -159,6 +198,14 @@ impl Repository {
             self.index.add_segment(id, seg)?;
         }
         Ok(())
+    }
+
+    /// Index segments the last refresh found damaged and skipped.
+    pub fn damaged_segments(&self) -> Vec<Damaged> {
+        self.damaged_segments
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Read and verify one index segment.
@@ -217,25 +264,38 @@ impl Repository {
         Tree::decode(&bytes).map_err(|e| Error::corrupt("tree", id, e))
     }
 
-    /// All snapshots, oldest first.
+    /// All readable snapshots, oldest first (damaged ones are skipped; see
+    /// [`Repository::snapshot_list`]).
     pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
-        let mut out = Vec::new();
+        Ok(self.snapshot_list()?.snapshots)
+    }
+
+    /// All snapshots, oldest first, and the snapshot objects that cannot be
+    /// read. A damaged snapshot costs itself only: listings, backups and
+    /// restores of the others go on.
+    pub fn snapshot_list(&self) -> Result<SnapshotList> {
+        let mut list = SnapshotList::default();
         for obj in self.backend.list("snapshots/")? {
-            let key = obj.key;
-            let Some(id) = key
+            let Some(id) = obj
+                .key
                 .strip_prefix("snapshots/")
                 .and_then(|s| s.parse::<Id>().ok())
             else {
                 continue;
             };
-            let bytes = match self.backend.get(&key) {
+            let bytes = match self.backend.get(&obj.key) {
                 Err(BackendError::NotFound { .. }) => continue, // forgotten meanwhile
                 other => other?,
             };
-            out.push((id, Snapshot::decode(&id, &bytes)?));
+            match Snapshot::decode(&id, &bytes) {
+                Ok(snap) => list.snapshots.push((id, snap)),
+                Err(Error::Corrupt { reason, .. }) => list.damaged.push(Damaged { id, reason }),
+                Err(e) => return Err(e),
+            }
         }
-        out.sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));
-        Ok(out)
+        list.snapshots
+            .sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));
+        Ok(list)
     }
 
     /// Resolve `latest`, a full id or a unique prefix.
@@ -271,6 +331,12 @@ impl Repository {
             .split(|&b| b == b'/')
             .filter(|p| !p.is_empty() && *p != b".")
         {
+            if part == b".." {
+                return Err(Error::NoSuchPath {
+                    path: String::from_utf8_lossy(subpath).into_owned(),
+                    snapshot: snap_id.short(),
+                });
+            }
             let tree = match (node.kind, node.subtree) {
                 (NodeKind::Dir, Some(t)) => self.load_tree(&t)?,
                 _ => {
@@ -299,6 +365,18 @@ pub fn decode_blob(loc: &Location, stored: Vec<u8>) -> Result<Vec<u8>> {
     } else {
         stored
     };
+    if raw.len() != e.raw_len as usize {
+        return Err(Error::corrupt(
+            "blob",
+            e.id,
+            format!(
+                "in pack {}: {} bytes, the index says {}",
+                loc.pack.short(),
+                raw.len(),
+                e.raw_len
+            ),
+        ));
+    }
     if Id::of(&raw) != e.id {
         return Err(Error::corrupt(
             "blob",
@@ -343,11 +421,15 @@ fn read_config(backend: &dyn Backend) -> Result<Config> {
 fn open_cache(cache_root: Option<&Path>, repo_id: &Id) -> Index {
     let on_disk = cache_root.and_then(|root| {
         let dir: PathBuf = root.join("cairn").join(repo_id.to_hex());
-        std::fs::create_dir_all(&dir).ok()?;
+        crate::backend::create_dir_durable(&dir).ok()?;
         let path = dir.join("index.sqlite");
+        // The cache lists every blob id: private like the repository. SQLite
+        // gives its WAL and shared-memory files the database file's mode.
+        let _ = crate::backend::create_private(&path);
         Index::open(Some(&path))
             .or_else(|_| {
                 let _ = std::fs::remove_file(&path);
+                let _ = crate::backend::create_private(&path);
                 Index::open(Some(&path))
             })
             .ok()

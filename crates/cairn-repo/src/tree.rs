@@ -206,6 +206,7 @@ impl Node {
             1 => Some(r.id()?),
             v => return Err(format!("bad subtree flag {v}")),
         };
+        check_shape(&name, kind, size, &content, subtree.is_some())?;
         Ok(Node {
             name,
             kind,
@@ -225,6 +226,54 @@ impl Node {
             subtree,
         })
     }
+}
+
+/// Whether `name` is safe as one path component: not empty, `.` or `..`,
+/// and without `/` or NUL. Every name a reader takes from a tree passes
+/// this, so no entry can reach outside the directory it is restored into.
+pub fn is_safe_name(name: &[u8]) -> bool {
+    !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
+}
+
+/// What FORMAT.md promises about a node, checked as it is read: a safe
+/// name, content only on files and adding up to their size, a subtree only
+/// on directories.
+fn check_shape(
+    name: &[u8],
+    kind: NodeKind,
+    size: u64,
+    content: &[ChunkRef],
+    has_subtree: bool,
+) -> Result<(), String> {
+    if !is_safe_name(name) {
+        return Err(format!(
+            "unsafe entry name {:?}",
+            String::from_utf8_lossy(name)
+        ));
+    }
+    let shown = || String::from_utf8_lossy(name).into_owned();
+    if kind != NodeKind::File && (size != 0 || !content.is_empty()) {
+        return Err(format!(
+            "{:?}: content on an entry that is not a file",
+            shown()
+        ));
+    }
+    let total = content
+        .iter()
+        .try_fold(0u64, |t, c| t.checked_add(u64::from(c.len)));
+    if kind == NodeKind::File && total != Some(size) {
+        return Err(format!(
+            "{:?}: chunk lengths do not add up to the size {size}",
+            shown()
+        ));
+    }
+    if has_subtree && kind != NodeKind::Dir {
+        return Err(format!(
+            "{:?}: subtree on an entry that is not a directory",
+            shown()
+        ));
+    }
+    Ok(())
 }
 
 /// The entries of one directory, sorted by raw name bytes.
@@ -315,33 +364,55 @@ mod tests {
             .prop_map(
                 |(
                     (name, kind, mode, uid, gid),
-                    (ms, mn, cs, dev, ino, size),
+                    (ms, mn, cs, dev, ino, _size),
                     (rdev, target),
                     xattrs,
                     content,
                     sub,
-                )| Node {
-                    name,
-                    kind: NodeKind::from_u8(kind).unwrap(),
-                    mode,
-                    uid,
-                    gid,
-                    mtime: Timestamp { sec: ms, nsec: mn },
-                    ctime: Timestamp { sec: cs, nsec: mn },
-                    dev,
-                    inode: ino,
-                    nlink: 1,
-                    size,
-                    rdev,
-                    target,
-                    xattrs,
-                    content: content
-                        .into_iter()
-                        .map(|(id, len)| ChunkRef { id: Id(id), len })
-                        .collect(),
-                    subtree: sub.map(Id),
+                )| {
+                    let kind = NodeKind::from_u8(kind).unwrap();
+                    let content: Vec<ChunkRef> = if kind == NodeKind::File {
+                        content
+                            .into_iter()
+                            .map(|(id, len)| ChunkRef { id: Id(id), len })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let size = content.iter().map(|c| u64::from(c.len)).sum();
+                    Node {
+                        name: safe(name),
+                        kind,
+                        mode,
+                        uid,
+                        gid,
+                        mtime: Timestamp { sec: ms, nsec: mn },
+                        ctime: Timestamp { sec: cs, nsec: mn },
+                        dev,
+                        inode: ino,
+                        nlink: 1,
+                        size,
+                        rdev,
+                        target,
+                        xattrs,
+                        content,
+                        subtree: sub.filter(|_| kind == NodeKind::Dir).map(Id),
+                    }
                 },
             )
+    }
+
+    /// Any byte string made into a name `is_safe_name` accepts.
+    fn safe(mut name: Vec<u8>) -> Vec<u8> {
+        for b in &mut name {
+            if *b == b'/' || *b == 0 {
+                *b = b'_';
+            }
+        }
+        if name.iter().all(|&b| b == b'.') {
+            name.push(b'x');
+        }
+        name
     }
 
     proptest! {
@@ -362,6 +433,56 @@ mod tests {
         fn garbage_does_not_panic(data in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = Tree::decode(&data);
         }
+    }
+
+    #[test]
+    fn unsafe_names_and_lying_shapes_are_rejected() {
+        let file = |name: &[u8]| Node {
+            name: name.to_vec(),
+            ..Node::default()
+        };
+        for bad in [&b""[..], b".", b"..", b"a/b", b"/", b"a\0b"] {
+            let bytes = Tree {
+                nodes: vec![file(bad)],
+            }
+            .encode();
+            assert!(Tree::decode(&bytes).is_err(), "{bad:?} accepted");
+        }
+        let chunk = ChunkRef {
+            id: Id::default(),
+            len: 10,
+        };
+        let lying = Node {
+            size: 11,
+            content: vec![chunk],
+            ..file(b"f")
+        };
+        let link_with_data = Node {
+            kind: NodeKind::Symlink,
+            size: 10,
+            content: vec![chunk],
+            ..file(b"l")
+        };
+        let file_with_subtree = Node {
+            subtree: Some(Id::default()),
+            ..file(b"s")
+        };
+        for node in [lying, link_with_data, file_with_subtree] {
+            let bytes = Tree { nodes: vec![node] }.encode();
+            assert!(Tree::decode(&bytes).is_err());
+        }
+        let honest = Node {
+            size: 10,
+            content: vec![chunk],
+            ..file(b"f")
+        };
+        assert!(Tree::decode(
+            &Tree {
+                nodes: vec![honest]
+            }
+            .encode()
+        )
+        .is_ok());
     }
 
     #[test]

@@ -92,7 +92,6 @@ pub fn backup(cli: &Cli, out: &Out, args: &BackupArgs) -> Result<u8> {
     let paths = absolute_paths(&args.paths)?;
     let mut excludes = args.excludes.clone();
     excludes.extend(read_exclude_files(&args.exclude_file)?);
-    let repo = open_or_create(cli, out, args)?;
     let mut opts = BackupOptions {
         volume: args
             .volume
@@ -108,6 +107,8 @@ pub fn backup(cli: &Cli, out: &Out, args: &BackupArgs) -> Result<u8> {
         },
         dry_run: args.dry_run,
     };
+    opts.validate()?;
+    let repo = open_or_create(cli, out, args)?;
     opts.parent = match &args.parent {
         Some(spec) => Some(repo.find_snapshot(spec, &cairn_repo::Filter::default())?),
         None => engine::find_parent(&repo, &opts)?,

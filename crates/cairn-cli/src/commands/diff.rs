@@ -48,15 +48,15 @@ pub fn mount(cli: &Cli, out: &Out, args: &MountArgs) -> Result<u8> {
     if !mp.is_dir() {
         bail!("{}: mount point is not an existing directory", mp.display());
     }
-    cairn_mount::check_fuse()?;
     let repo = location::open(cli)?;
+    let fs = cairn_mount::prepare(repo)?;
     out.info(&format!(
         "serving {} at {} (read-only); Ctrl-C or `fusermount3 -u {}` to unmount",
         location::location(cli),
         mp.display(),
         mp.display()
     ));
-    cairn_mount::mount_and_serve(repo, mp)?;
+    cairn_mount::serve(fs, mp)?;
     out.info("unmounted");
     Ok(0)
 }

@@ -30,7 +30,8 @@ pub fn forget(cli: &Cli, out: &Out, args: &ForgetArgs) -> Result<u8> {
     }
     let repo = location::open(cli)?;
     let filter = args.filter.filter();
-    let all = repo.snapshots()?;
+    let list = repo.snapshot_list()?;
+    let all = list.snapshots;
 
     let plans = match &policy {
         Some(policy) => {
@@ -42,11 +43,24 @@ pub fn forget(cli: &Cli, out: &Out, args: &ForgetArgs) -> Result<u8> {
             plans
         }
         None => {
-            let mut chosen = BTreeSet::new();
-            for spec in &args.snapshots {
-                chosen.insert(cairn_repo::snapshot::select(&all, spec, &filter)?.0);
+            let chosen = forget::resolve_ids(&all, &list.damaged, &args.snapshots, &filter)?;
+            let mut plans = by_id(&all, &chosen.valid);
+            if !chosen.damaged.is_empty() {
+                plans.push(GroupPlan {
+                    key: GroupKey {
+                        volume: "(damaged snapshots)".into(),
+                        host: String::new(),
+                        paths: Vec::new(),
+                    },
+                    keep: Vec::new(),
+                    remove: chosen
+                        .damaged
+                        .iter()
+                        .map(|id| (*id, String::new()))
+                        .collect(),
+                });
             }
-            by_id(&all, &chosen)
+            plans
         }
     };
 

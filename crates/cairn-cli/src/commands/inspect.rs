@@ -32,8 +32,17 @@ pub fn snapshot_json(id: &Id, s: &Snapshot) -> Value {
 pub fn snapshots(cli: &Cli, out: &Out, args: &FilterArgs) -> Result<u8> {
     let repo = location::open(cli)?;
     let filter = args.filter();
-    let list: Vec<(Id, Snapshot)> = repo
-        .snapshots()?
+    let all = repo.snapshot_list()?;
+    for d in &all.damaged {
+        eprintln!(
+            "warning: snapshot {} is damaged ({}); remove it with `cairn forget {}` or run `cairn repair snapshots`",
+            d.id.short(),
+            d.reason,
+            d.id.short()
+        );
+    }
+    let list: Vec<(Id, Snapshot)> = all
+        .snapshots
         .into_iter()
         .filter(|(_, s)| filter.matches(s))
         .collect();

@@ -35,13 +35,14 @@ pub fn restore(cli: &Cli, out: &Out, args: &RestoreArgs) -> Result<u8> {
             "dry_run": args.dry_run,
             "files_written": o.files_written,
             "files_unchanged": o.files_unchanged,
+            "files_failed": o.files_failed,
             "bytes_written": o.bytes_written,
             "bytes_unchanged": o.bytes_unchanged,
             "dirs": o.dirs,
             "others": o.others,
             "deleted": o.deleted,
             "verified": o.verified,
-            "errors": o.errors,
+            "errors": o.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "planned": o.planned,
         }))?;
     } else {
