@@ -500,3 +500,68 @@ fn init_pack_size_sets_the_target_and_is_checked() {
         .collect();
     assert!(packs.len() >= 4, "{packs:?}");
 }
+
+/// After a pack is lost, `repair snapshots` replaces each snapshot that
+/// needs it by one without the files it lost; then check is clean and the
+/// rest restores.
+#[test]
+fn repair_snapshots_keeps_everything_that_can_still_be_restored() {
+    let env = Env::new();
+    env.ok(["init", "--pack-size", "64K"]);
+    let src = env.path("src");
+    write(&src.join("early"), random_bytes(10, 30_000));
+    let first = env.backup(&src, &[])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before: Vec<_> = walk(&env.repo.join("packs"))
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+    write(&src.join("late/lost"), random_bytes(11, 300_000));
+    write(&src.join("late/kept.txt"), b"small\n");
+    env.backup(&src, &[]);
+    // Lose every data pack the second backup added (trees stay).
+    for pack in walk(&env.repo.join("packs"))
+        .into_iter()
+        .filter(|p| p.is_file())
+    {
+        if !before.contains(&pack) && fs::metadata(&pack).unwrap().len() > 60_000 {
+            fs::remove_file(pack).unwrap();
+        }
+    }
+    assert_exit(&env.run(["check"]), 1, "check after losing packs");
+    damage(&env.repo.join("snapshots").join(&first));
+
+    let v = env.json(["repair", "snapshots", "--dry-run"]);
+    let dropped: Vec<&str> = v["report"]["repaired"][0]["dropped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        dropped.contains(&"late/lost") && !dropped.contains(&"early"),
+        "{v}"
+    );
+    assert_eq!(v["report"]["removed"].as_array().unwrap().len(), 1, "{v}");
+    assert_exit(&env.run(["check"]), 1, "dry run changed nothing");
+
+    env.ok(["repair", "snapshots"]);
+    env.ok(["check", "--read-data"]);
+    let snaps = env.snapshots();
+    assert_eq!(snaps.len(), 1);
+    assert!(snaps[0]["tags"]
+        .as_array()
+        .unwrap()
+        .contains(&"repaired".into()));
+    let dst = env.path("dst");
+    env.restore("latest", &dst, &[]);
+    let expected: Vec<&str> = ["early", "late", "late/kept.txt"]
+        .into_iter()
+        .filter(|p| !dropped.contains(p))
+        .collect();
+    assert_eq!(list_tree(&dst), expected);
+    env.ok(["prune"]);
+    env.assert_repo_usable();
+}

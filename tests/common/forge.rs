@@ -83,6 +83,7 @@ impl Forge {
             root: None,
             summary: Summary::default(),
             program: "forge".into(),
+            original: None,
         };
         self.repo.save_snapshot(&snap).unwrap().to_hex()
     }

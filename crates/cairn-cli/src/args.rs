@@ -272,6 +272,13 @@ pub struct RepairArgs {
 pub enum RepairWhat {
     /// Rebuild the index (repository segments and local cache) from the packs.
     Index,
+    /// Remove unreadable snapshots, and replace each snapshot that needs
+    /// missing or damaged data by one without the files it lost.
+    Snapshots {
+        /// Show what would be removed and replaced, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Args, Debug)]

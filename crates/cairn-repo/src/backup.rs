@@ -281,6 +281,7 @@ pub fn backup(
         root,
         summary,
         program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+        original: None,
     };
     let snapshot_id = if opts.dry_run {
         None

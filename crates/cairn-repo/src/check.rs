@@ -295,7 +295,17 @@ fn walk_snapshots(
     report.errors.dedup();
     let mut list: Vec<Damage> = damage.into_values().collect();
     list.sort_by_key(|d| d.pack);
-    report.damaged = list;
+    // Damage nothing depends on costs no snapshot: prune drops it.
+    let (needed, harmless): (Vec<Damage>, Vec<Damage>) =
+        list.into_iter().partition(|d| !d.snapshots.is_empty());
+    for d in harmless {
+        report.warnings.push(format!(
+            "pack {} {}, but no snapshot needs it; `cairn prune` drops it from the index",
+            d.pack.short(),
+            d.reason
+        ));
+    }
+    report.damaged = needed;
     Ok(())
 }
 

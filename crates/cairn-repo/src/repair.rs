@@ -2,7 +2,16 @@
 //! its own table of blobs, so the index segments (and the local cache) can
 //! always be recreated from the packs.
 
+use std::collections::{HashMap, HashSet};
+
+use cairn_chunk::Id;
 use serde::Serialize;
+
+use crate::backup::hostname;
+use crate::lock::BackupLock;
+use crate::pack::BlobKind;
+use crate::packer::{Packer, Uploader};
+use crate::tree::{NodeKind, Tree};
 
 use crate::prune::{read_pack_entries, stored_packs};
 use crate::repository::segment_key;
@@ -58,4 +67,206 @@ pub fn repair_index(repo: &Repository) -> Result<RepairReport> {
     repo.index().clear()?;
     repo.refresh_index()?;
     Ok(report)
+}
+
+/// How to repair snapshots.
+#[derive(Clone, Debug, Default)]
+pub struct RepairSnapshotsOptions {
+    /// Report what would change, change nothing.
+    pub dry_run: bool,
+}
+
+/// One snapshot that referenced data the repository no longer has.
+#[derive(Clone, Debug, Serialize)]
+pub struct RepairedSnapshot {
+    /// The damaged snapshot (removed).
+    pub original: Id,
+    /// Its replacement (`None` for a dry run).
+    pub replacement: Option<Id>,
+    /// Paths left out of the replacement: files with missing or damaged
+    /// chunks, directories whose tree cannot be read (emptied).
+    pub dropped: Vec<String>,
+}
+
+/// What `repair snapshots` did (or would do).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RepairSnapshotsReport {
+    /// Snapshot objects that could not be read, or whose root directory
+    /// cannot be read: removed.
+    pub removed: Vec<crate::Damaged>,
+    /// Snapshots rewritten without what they lost.
+    pub repaired: Vec<RepairedSnapshot>,
+    /// Snapshots found whole.
+    pub intact: u64,
+}
+
+/// Make every snapshot restorable again: remove snapshot objects that
+/// cannot be read, and replace each snapshot that references missing or
+/// damaged data by one without it (same time, host, volume and paths,
+/// tagged `repaired`, naming its original). Nothing that can still be
+/// restored is dropped.
+pub fn repair_snapshots(
+    repo: &Repository,
+    opts: &RepairSnapshotsOptions,
+) -> Result<RepairSnapshotsReport> {
+    // New trees are written: a prune must treat this like a running backup.
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        let lock = BackupLock::acquire(repo.backend().clone(), &hostname())?;
+        repo.refresh_index()?;
+        Some(lock)
+    };
+    let mut report = RepairSnapshotsReport::default();
+    let list = repo.snapshot_list()?;
+    for d in list.damaged {
+        if !opts.dry_run {
+            repo.remove_snapshot(&d.id)?;
+        }
+        report.removed.push(d);
+    }
+    let stored: HashSet<Id> = stored_packs(&**repo.backend())?.into_keys().collect();
+    let uploader = Uploader::start(repo.backend().clone(), opts.dry_run);
+    let mut rewriter = Rewriter {
+        repo,
+        stored,
+        trees: uploader.packer(BlobKind::Tree, repo.config().pack_size as usize),
+        added: HashSet::new(),
+        memo: HashMap::new(),
+    };
+    let mut replacements = Vec::new();
+    let mut rootless = Vec::new();
+    let walked = (|| -> Result<()> {
+        for (id, snap) in list.snapshots {
+            match rewriter.tree(&snap.tree)? {
+                None => rootless.push(crate::Damaged {
+                    id,
+                    reason: "its root directory cannot be read".into(),
+                }),
+                Some((_, dropped)) if dropped.is_empty() => report.intact += 1,
+                Some((tree, dropped)) => replacements.push((id, snap, tree, dropped)),
+            }
+        }
+        rewriter.trees.flush()
+    })();
+    drop(rewriter);
+    let packs = uploader.finish();
+    walked?;
+    let packs = packs?;
+    if opts.dry_run {
+        report.removed.extend(rootless);
+        report.repaired = replacements
+            .into_iter()
+            .map(|(original, _, _, dropped)| RepairedSnapshot {
+                original,
+                replacement: None,
+                dropped,
+            })
+            .collect();
+        return Ok(report);
+    }
+    if !packs.is_empty() {
+        repo.write_segment(Segment {
+            supersedes: Vec::new(),
+            packs,
+        })?;
+    }
+    for (original, mut snap, tree, dropped) in replacements {
+        snap.tree = tree;
+        snap.original = Some(original);
+        if !snap.tags.iter().any(|t| t == "repaired") {
+            snap.tags.push("repaired".into());
+        }
+        let replacement = repo.save_snapshot(&snap)?;
+        repo.remove_snapshot(&original)?;
+        report.repaired.push(RepairedSnapshot {
+            original,
+            replacement: Some(replacement),
+            dropped,
+        });
+    }
+    for d in rootless {
+        repo.remove_snapshot(&d.id)?;
+        report.removed.push(d);
+    }
+    Ok(report)
+}
+
+/// Rewrites trees without what cannot be restored, each distinct tree once.
+struct Rewriter<'a> {
+    repo: &'a Repository,
+    stored: HashSet<Id>,
+    trees: Packer,
+    /// Trees stored by this run.
+    added: HashSet<Id>,
+    /// Tree id → (new id, paths dropped below it), or `None` if unreadable.
+    memo: HashMap<Id, Option<(Id, Vec<String>)>>,
+}
+
+impl Rewriter<'_> {
+    /// The tree without what is lost, and the relative paths dropped;
+    /// `None` if the tree itself cannot be read.
+    fn tree(&mut self, id: &Id) -> Result<Option<(Id, Vec<String>)>> {
+        if let Some(done) = self.memo.get(id) {
+            return Ok(done.clone());
+        }
+        let Ok(tree) = self.repo.load_tree(id) else {
+            self.memo.insert(*id, None);
+            return Ok(None);
+        };
+        let mut dropped = Vec::new();
+        let mut nodes = Vec::with_capacity(tree.nodes.len());
+        for mut node in tree.nodes {
+            let name = String::from_utf8_lossy(&node.name).into_owned();
+            match (node.kind, node.subtree) {
+                (NodeKind::Dir, Some(sub)) => match self.tree(&sub)? {
+                    Some((new, below)) => {
+                        node.subtree = Some(new);
+                        dropped.extend(below.into_iter().map(|p| format!("{name}/{p}")));
+                    }
+                    None => {
+                        node.subtree = Some(self.store(&mut Tree::default())?);
+                        dropped.push(format!("{name}/ (unreadable directory, now empty)"));
+                    }
+                },
+                (NodeKind::File, _) if !self.whole(&node)? => {
+                    dropped.push(name);
+                    continue;
+                }
+                _ => {}
+            }
+            nodes.push(node);
+        }
+        let new = if dropped.is_empty() {
+            *id
+        } else {
+            self.store(&mut Tree { nodes })?
+        };
+        let done = Some((new, dropped));
+        self.memo.insert(*id, done.clone());
+        Ok(done)
+    }
+
+    /// Whether every chunk of a file is indexed, in a stored pack, with the
+    /// length the tree says.
+    fn whole(&self, node: &crate::Node) -> Result<bool> {
+        let ids: Vec<Id> = node.content.iter().map(|c| c.id).collect();
+        let locs = self.repo.index().lookup_many(&ids)?;
+        Ok(node.content.iter().zip(locs).all(|(c, loc)| {
+            loc.is_some_and(|l| self.stored.contains(&l.pack) && l.entry.raw_len == c.len)
+        }))
+    }
+
+    fn store(&mut self, tree: &mut Tree) -> Result<Id> {
+        let bytes = tree.encode();
+        let id = Id::of(&bytes);
+        if !self.added.insert(id) || self.repo.index().contains(&id)? {
+            return Ok(id);
+        }
+        match self.repo.config().compression.compress(&bytes) {
+            Some(z) => self.trees.add(id, &z, true, bytes.len() as u32)?,
+            None => self.trees.add(id, &bytes, false, bytes.len() as u32)?,
+        }
+        Ok(id)
+    }
 }

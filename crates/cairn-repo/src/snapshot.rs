@@ -85,6 +85,9 @@ pub struct Snapshot {
     pub summary: Summary,
     /// Program that wrote it.
     pub program: String,
+    /// For a snapshot `repair snapshots` rewrote: the damaged original.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<Id>,
 }
 
 impl Snapshot {
@@ -193,6 +196,7 @@ mod tests {
             root: None,
             summary: Summary::default(),
             program: "test".into(),
+            original: None,
         }
     }
 

@@ -3,7 +3,7 @@
 use anyhow::{bail, Result};
 use cairn_repo::check::{check as run_check, CheckOptions};
 use cairn_repo::prune::{prune as run_prune, PruneOptions, PruneReport};
-use cairn_repo::repair::repair_index;
+use cairn_repo::repair::{repair_index, repair_snapshots, RepairSnapshotsOptions};
 use cairn_repo::Repository;
 
 use crate::args::{CheckArgs, Cli, PruneArgs, RepairArgs, RepairWhat};
@@ -145,9 +145,15 @@ pub fn check(cli: &Cli, out: &Out, args: &CheckArgs) -> Result<u8> {
 }
 
 pub fn repair(cli: &Cli, out: &Out, args: &RepairArgs) -> Result<u8> {
-    let RepairWhat::Index = args.what;
     let repo = location::open(cli)?;
-    let r = repair_index(&repo)?;
+    match args.what {
+        RepairWhat::Index => repair_index_cmd(&repo, out),
+        RepairWhat::Snapshots { dry_run } => repair_snapshots_cmd(&repo, out, dry_run),
+    }
+}
+
+fn repair_index_cmd(repo: &Repository, out: &Out) -> Result<u8> {
+    let r = repair_index(repo)?;
     for u in &r.unreadable {
         eprintln!("warning: {u} (left out of the index)");
     }
@@ -159,5 +165,36 @@ pub fn repair(cli: &Cli, out: &Out, args: &RepairArgs) -> Result<u8> {
             r.packs, r.blobs, r.segments_replaced
         ));
     }
+    Ok(0)
+}
+
+fn repair_snapshots_cmd(repo: &Repository, out: &Out, dry_run: bool) -> Result<u8> {
+    let r = repair_snapshots(repo, &RepairSnapshotsOptions { dry_run })?;
+    if out.json {
+        out.json(&serde_json::json!({ "dry_run": dry_run, "report": r }))?;
+        return Ok(0);
+    }
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for d in &r.removed {
+        println!("{verb} snapshot {}: {}", d.id.short(), d.reason);
+    }
+    for s in &r.repaired {
+        let to = s
+            .replacement
+            .map_or_else(|| "a new snapshot".to_string(), |id| id.short());
+        let verb = if dry_run { "would replace" } else { "replaced" };
+        println!("{verb} snapshot {} by {to}, without:", s.original.short());
+        for p in &s.dropped {
+            println!("  {p}");
+        }
+    }
+    out.info(&format!(
+        "{} snapshot(s) whole, {} {}, {} {}",
+        r.intact,
+        r.repaired.len(),
+        if dry_run { "to replace" } else { "replaced" },
+        r.removed.len(),
+        if dry_run { "to remove" } else { "removed" },
+    ));
     Ok(0)
 }
