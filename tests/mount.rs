@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::forge;
 use common::*;
 
 fn fuse_usable() -> Result<(), &'static str> {
@@ -189,4 +190,46 @@ fn mount_on_a_missing_directory_is_one_clear_error() {
     let out = env.run(["mount", env.path("nope").to_str().unwrap()]);
     let line = assert_one_line_error(&out, "mount on a missing directory");
     assert!(line.contains("nope"), "{line}");
+}
+
+/// A forged file whose chunk lengths lie reads as an I/O error; the mount
+/// stays up and serves the rest (it used to panic and leave "Transport
+/// endpoint is not connected"). Volume names that are not safe directory
+/// names are shown escaped.
+#[test]
+fn forged_lengths_and_names_do_not_bring_the_mount_down() {
+    if let Err(why) = fuse_usable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let env = Env::new();
+    env.ok(["init"]);
+    let mut f = forge::Forge::new(&env.repo);
+    let real = f.blob(&random_bytes(1, 100));
+    let short = cairn_repo::tree::ChunkRef { len: 50, ..real };
+    let long = cairn_repo::tree::ChunkRef { len: 150, ..real };
+    let root = f.tree(vec![
+        forge::file(b"liar", vec![short, long]),
+        forge::file(b"honest", vec![real]),
+    ]);
+    f.snapshot(root);
+    let mp = env.path("mnt");
+    let _m = Mounted::start(&env, &mp);
+    let snap_dir = fs::read_dir(mp.join("snapshots"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let err = fs::read(snap_dir.join("liar")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert_eq!(
+        fs::read(snap_dir.join("honest")).unwrap(),
+        random_bytes(1, 100)
+    );
+    assert_eq!(
+        fs::read_dir(mp.join("volumes")).unwrap().count(),
+        1,
+        "the mount still answers"
+    );
 }

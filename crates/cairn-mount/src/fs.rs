@@ -471,3 +471,18 @@ impl Filesystem for CairnFs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::directory_name;
+
+    #[test]
+    fn unsafe_volume_names_are_escaped() {
+        assert_eq!(directory_name("pgdata"), "pgdata");
+        assert_eq!(directory_name(".."), "%2E%2E");
+        assert_eq!(directory_name("."), "%2E");
+        assert_eq!(directory_name(""), "%00");
+        assert_eq!(directory_name("a/b"), "a%2Fb");
+        assert_eq!(directory_name("50%/x"), "50%25%2Fx");
+    }
+}

@@ -231,3 +231,53 @@ fn file_changing_during_every_read_is_read_again_next_time() {
         std::fs::read(&file).unwrap()
     );
 }
+
+/// A prune that dies while carrying out its plan (after publishing the
+/// index without the doomed packs, before deleting them) leaves packs in no
+/// index; check says they are doomed, not lost, and the next prune
+/// finishes the job.
+#[test]
+fn check_names_packs_a_plan_dooms() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), noise(5, 300 << 10)).unwrap();
+    let (faults, repo) = small_pack_repo(dir.path());
+    let first = backup(&repo, &opts(&src), &NoProgress).unwrap();
+    std::fs::write(src.join("f"), noise(6, 300 << 10)).unwrap();
+    backup(&repo, &opts(&src), &NoProgress).unwrap();
+    repo.remove_snapshot(&first.snapshot_id.unwrap()).unwrap();
+    faults.inject(
+        Op::Delete,
+        "packs/",
+        Fault::Fail(std::io::ErrorKind::Other),
+        0,
+        1,
+    );
+    let opts_prune = PruneOptions {
+        max_unused_percent: 5.0,
+        dry_run: false,
+    };
+    assert!(prune(&repo, &opts_prune).is_err());
+    faults.heal();
+    let repo = Repository::open(faults.clone(), None).unwrap();
+    let report = check(&repo, &CheckOptions::default()).unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("doomed by a prune plan")),
+        "{:?}",
+        report.warnings
+    );
+    prune(&repo, &opts_prune).unwrap();
+    let report = check(
+        &repo,
+        &CheckOptions {
+            read_data_percent: 100.0,
+        },
+    )
+    .unwrap();
+    assert!(report.ok() && report.warnings.is_empty(), "{report:?}");
+}
