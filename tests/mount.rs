@@ -206,8 +206,8 @@ fn forged_lengths_and_names_do_not_bring_the_mount_down() {
     env.ok(["init"]);
     let mut f = forge::Forge::new(&env.repo);
     let real = f.blob(&random_bytes(1, 100));
-    let short = cairn_repo::tree::ChunkRef { len: 50, ..real };
-    let long = cairn_repo::tree::ChunkRef { len: 150, ..real };
+    let short = cairn_repo::format::tree::ChunkRef { len: 50, ..real };
+    let long = cairn_repo::format::tree::ChunkRef { len: 150, ..real };
     let root = f.tree(vec![
         forge::file(b"liar", vec![short, long]),
         forge::file(b"honest", vec![real]),

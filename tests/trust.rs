@@ -218,8 +218,8 @@ fn lying_chunk_lengths_are_damage_not_wrong_content() {
     let mut f = Forge::new(&env.repo);
     let real = f.blob(&random_bytes(1, 100));
     let other = f.blob(&random_bytes(2, 100));
-    let short = cairn_repo::tree::ChunkRef { len: 50, ..real };
-    let long = cairn_repo::tree::ChunkRef { len: 150, ..other };
+    let short = cairn_repo::format::tree::ChunkRef { len: 50, ..real };
+    let long = cairn_repo::format::tree::ChunkRef { len: 150, ..other };
     let root = f.tree(vec![
         forge::file(b"liar", vec![short, long]),
         forge::file(b"honest", vec![real]),

@@ -6,12 +6,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use cairn_repo::pack::BlobKind;
-use cairn_repo::packer::Uploader;
-use cairn_repo::segment::Segment;
-use cairn_repo::snapshot::{Snapshot, Summary};
-use cairn_repo::tree::{ChunkRef, Node, NodeKind};
-use cairn_repo::{backend_for, Id, Repository, Tree};
+use cairn_repo::format::pack::BlobKind;
+use cairn_repo::format::segment::Segment;
+use cairn_repo::format::snapshot::{Snapshot, Summary};
+use cairn_repo::format::tree::{ChunkRef, Node, NodeKind};
+use cairn_repo::store::packer::Uploader;
+use cairn_repo::{Id, LocalBackend, Repository, Tree};
 
 /// Collects forged blobs, then stores them as one pack per kind.
 pub struct Forge {
@@ -23,9 +23,8 @@ pub struct Forge {
 impl Forge {
     /// Forge into the repository at `repo` (it must exist).
     pub fn new(repo: &Path) -> Forge {
-        let backend = backend_for(repo.to_str().unwrap()).unwrap();
         Forge {
-            repo: Repository::open(backend, None).unwrap(),
+            repo: Repository::open(Arc::new(LocalBackend::new(repo)), None).unwrap(),
             trees: Vec::new(),
             data: Vec::new(),
         }

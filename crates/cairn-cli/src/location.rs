@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use cairn_chunk::{parse_size, ChunkerParams, Compression};
-use cairn_repo::{backend_for, Config, LocationState, Repository};
+use std::sync::Arc;
+
+use cairn_repo::{Backend, Config, LocalBackend, LocationState, Repository};
 
 use crate::args::{ChunkArgs, Cli};
 
@@ -27,6 +29,16 @@ pub fn location(cli: &Cli) -> String {
             .display()
             .to_string()
     })
+}
+
+/// The backend for a location: the one place that tells a URL from a path.
+pub fn backend_for(location: &str) -> Result<Arc<dyn Backend>> {
+    if let Some((scheme, _)) = location.split_once("://") {
+        anyhow::bail!(
+            "{location}: unsupported repository location scheme {scheme:?} (use a local path)"
+        );
+    }
+    Ok(Arc::new(LocalBackend::new(location)))
 }
 
 /// Where the local index cache lives.

@@ -80,7 +80,7 @@ impl Progress {
     }
 }
 
-impl cairn_repo::backup::Progress for Progress {
+impl cairn_repo::ops::backup::Progress for Progress {
     fn read_bytes(&self, n: u64) {
         if let Some(b) = &self.bar {
             b.inc(n);
@@ -95,7 +95,7 @@ impl cairn_repo::backup::Progress for Progress {
     }
 }
 
-impl cairn_repo::restore::RestoreProgress for Progress {
+impl cairn_repo::ops::restore::RestoreProgress for Progress {
     fn bytes(&self, n: u64) {
         if let Some(b) = &self.bar {
             b.inc(n);

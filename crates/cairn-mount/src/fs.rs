@@ -6,7 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cairn_repo::tree::Timestamp;
+use cairn_repo::format::tree::Timestamp;
 use cairn_repo::{Id, Node, NodeKind, Repository};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
@@ -67,7 +67,7 @@ fn virtual_link(name: &str, target: &str, mtime: Timestamp) -> Node {
 /// A volume name as one directory entry: names cairn stores are already
 /// safe, but a damaged or forged snapshot may hold `..` or a `/`.
 fn directory_name(volume: &str) -> String {
-    if cairn_repo::tree::is_safe_name(volume.as_bytes()) {
+    if cairn_repo::format::tree::is_safe_name(volume.as_bytes()) {
         return volume.to_string();
     }
     let escaped = volume

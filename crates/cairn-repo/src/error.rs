@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use cairn_chunk::Id;
 
-use crate::backend::BackendError;
+use crate::store::backend::BackendError;
 
 /// Anything that can go wrong reading or writing a repository.
 #[derive(Debug, thiserror::Error)]

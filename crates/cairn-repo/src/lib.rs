@@ -1,15 +1,20 @@
-//! cairn-repo: the repository and what reads and writes it.
+//! cairn-repo: the repository and what reads and writes it, in three layers
+//! that only ever call downwards:
 //!
-//! A repository is a set of immutable files behind a [`Backend`]: a config,
-//! pack files holding compressed blobs ([`pack`]), index segments listing
-//! what each pack holds ([`segment`]), and snapshots ([`snapshot`]) naming a
-//! root [`tree`]. A local SQLite database ([`index`]) caches the segments.
-//! [`backup`] and [`restore`] move data between a directory tree and a
-//! repository. The on-disk format is specified in `docs/FORMAT.md`.
+//! * [`format`]: the objects as bytes (packs, index segments, trees,
+//!   snapshots, config, plans) and where each lives ([`format::layout`]);
+//!   pure encoding and decoding, no I/O;
+//! * [`store`]: backends (put-once, get, list, delete), the [`Repository`]
+//!   over one, the SQLite index cache, locks, prune plans and the packer;
+//! * [`ops`]: backup, restore, diff, forget, prune, check, repair, stats,
+//!   each taking a `&Repository` and returning a typed report.
+//!
+//! The on-disk format is specified in `docs/FORMAT.md`.
 //!
 //! ```no_run
-//! use cairn_repo::{backend_for, Repository};
-//! let repo = Repository::open(backend_for("/srv/cairn")?, None)?;
+//! use std::sync::Arc;
+//! use cairn_repo::{LocalBackend, Repository};
+//! let repo = Repository::open(Arc::new(LocalBackend::new("/srv/cairn")), None)?;
 //! for (id, snap) in repo.snapshots()? {
 //!     println!("{} {} {}", id.short(), snap.time, snap.volume);
 //! }
@@ -17,34 +22,17 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod backend;
-pub mod backup;
-pub mod check;
-#[allow(missing_docs)]
-pub mod codec;
-pub mod config;
-pub mod diff;
 mod error;
-pub mod faults;
-pub mod forget;
-pub mod fsmeta;
-pub mod index;
-pub mod lock;
-pub mod pack;
-pub mod packer;
-pub mod prune;
-pub mod repair;
-pub mod repository;
-pub mod restore;
-pub mod segment;
-pub mod snapshot;
-pub mod stats;
-pub mod tree;
+pub mod format;
+pub mod ops;
+mod random;
+pub mod store;
 
-pub use backend::{Backend, BackendError, LocalBackend, LocationState, ObjectInfo};
 pub use cairn_chunk::Id;
-pub use config::Config;
 pub use error::{Error, Result};
-pub use repository::{backend_for, Damaged, Repository, SnapshotList};
-pub use snapshot::{Filter, Snapshot};
-pub use tree::{Node, NodeKind, Tree};
+pub use format::config::Config;
+pub use format::snapshot::{Filter, Snapshot};
+pub use format::tree::{Node, NodeKind, Tree};
+pub use store::backend::{Backend, BackendError, LocationState, ObjectInfo};
+pub use store::local::LocalBackend;
+pub use store::repository::{Damaged, Repository, SnapshotList};

@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use cairn_repo::backup::{backup, BackupOptions, NoProgress};
-use cairn_repo::check::{check, CheckOptions};
-use cairn_repo::faults::{Fault, FaultBackend, Op};
-use cairn_repo::prune::{prune, PruneOptions};
+use cairn_repo::ops::backup::{backup, BackupOptions, NoProgress};
+use cairn_repo::ops::check::{check, CheckOptions, Finding};
+use cairn_repo::ops::prune::{prune, PruneOptions};
+use cairn_repo::store::faults::{Fault, FaultBackend, Op};
 use cairn_repo::{Backend, Config, LocalBackend, Repository};
 
 fn noise(seed: u64, len: usize) -> Vec<u8> {
@@ -98,16 +98,16 @@ fn backup_of_data_a_plan_dooms_survives_the_plan() {
         .find_snapshot(&second.snapshot_id.unwrap().to_hex(), &Default::default())
         .unwrap();
     let target = dir.path().join("restored");
-    let out = cairn_repo::restore::restore(
+    let out = cairn_repo::ops::restore::restore(
         &repo,
         &id,
         &snap,
         b"",
-        &cairn_repo::restore::RestoreOptions {
+        &cairn_repo::ops::restore::RestoreOptions {
             target: target.clone(),
             ..Default::default()
         },
-        &cairn_repo::restore::NoRestoreProgress,
+        &cairn_repo::ops::restore::NoRestoreProgress,
     )
     .unwrap();
     assert!(out.errors.is_empty(), "{:?}", out.errors);
@@ -154,7 +154,7 @@ fn backup_finishing_during_repair_index_stays_restorable() {
         let hook: Arc<dyn Fn() + Send + Sync> =
             Arc::new(move || backup_in_other_process(other.clone(), &other_src));
         faults.inject(Op::List, moment, Fault::Hook(hook), 0, 1);
-        cairn_repo::repair::repair_index(&repo).unwrap();
+        cairn_repo::ops::repair::repair_index(&repo).unwrap();
         faults.heal();
         assert_every_snapshot_restorable(faults.clone());
     }
@@ -165,7 +165,7 @@ fn backup_finishing_during_repair_index_stays_restorable() {
 fn identical_segments_get_different_names() {
     let dir = tempfile::tempdir().unwrap();
     let (_, repo) = small_pack_repo(dir.path());
-    let seg = cairn_repo::segment::Segment::default();
+    let seg = cairn_repo::format::segment::Segment::default();
     let a = repo.write_segment(seg.clone()).unwrap();
     let b = repo.write_segment(seg).unwrap();
     assert_ne!(a, b);
@@ -178,7 +178,7 @@ struct Scribbler {
     n: std::sync::atomic::AtomicU64,
 }
 
-impl cairn_repo::backup::Progress for Scribbler {
+impl cairn_repo::ops::backup::Progress for Scribbler {
     fn read_bytes(&self, _n: u64) {
         use std::os::unix::fs::FileExt;
         let i = self.n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -214,16 +214,16 @@ fn file_changing_during_every_read_is_read_again_next_time() {
     assert_eq!(second.snapshot.summary.files_changed, 1);
     assert!(second.problems.is_empty());
     let target = dir.path().join("restored");
-    cairn_repo::restore::restore(
+    cairn_repo::ops::restore::restore(
         &repo,
         &second.snapshot_id.unwrap(),
         &second.snapshot,
         b"",
-        &cairn_repo::restore::RestoreOptions {
+        &cairn_repo::ops::restore::RestoreOptions {
             target: target.clone(),
             ..Default::default()
         },
-        &cairn_repo::restore::NoRestoreProgress,
+        &cairn_repo::ops::restore::NoRestoreProgress,
     )
     .unwrap();
     assert_eq!(
@@ -267,7 +267,7 @@ fn check_names_packs_a_plan_dooms() {
         report
             .warnings
             .iter()
-            .any(|w| w.contains("doomed by a prune plan")),
+            .any(|w| matches!(w, Finding::UnindexedPack { doomed: true, .. })),
         "{:?}",
         report.warnings
     );

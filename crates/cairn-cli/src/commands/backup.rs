@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use cairn_chunk::WalkOptions;
-use cairn_repo::backup::{self as engine, hostname, BackupOptions};
+use cairn_repo::ops::backup::{self as engine, hostname, BackupOptions};
 use serde_json::json;
 
 use crate::args::{BackupArgs, Cli, InitArgs};

@@ -1,7 +1,7 @@
 //! `cairn diff` and `cairn mount`: looking at snapshots without restoring them.
 
 use anyhow::{bail, Result};
-use cairn_repo::diff::{diff_trees, DiffSummary};
+use cairn_repo::ops::diff::{diff_trees, DiffSummary};
 use serde_json::json;
 
 use crate::args::{Cli, DiffArgs, MountArgs};

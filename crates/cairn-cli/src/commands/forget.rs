@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 
 use anyhow::{bail, Result};
-use cairn_repo::forget::{self, GroupKey, Policy, Verdict};
-use cairn_repo::prune::{prune, PruneOptions};
+use cairn_repo::ops::forget::{self, GroupKey, Policy, Verdict};
+use cairn_repo::ops::prune::{prune, PruneOptions};
 use cairn_repo::{Id, Snapshot};
 use serde_json::{json, Value};
 

@@ -1,9 +1,9 @@
 //! `cairn prune`, `cairn check` and `cairn repair index`.
 
 use anyhow::{bail, Result};
-use cairn_repo::check::{check as run_check, CheckOptions};
-use cairn_repo::prune::{prune as run_prune, PruneOptions, PruneReport};
-use cairn_repo::repair::{repair_index, repair_snapshots, RepairSnapshotsOptions};
+use cairn_repo::ops::check::{check as run_check, CheckOptions};
+use cairn_repo::ops::prune::{prune as run_prune, PruneOptions, PruneReport};
+use cairn_repo::ops::repair::{repair_index, repair_snapshots, RepairSnapshotsOptions};
 use cairn_repo::Repository;
 
 use crate::args::{CheckArgs, Cli, PruneArgs, RepairArgs, RepairWhat};

@@ -1,7 +1,7 @@
 //! `cairn restore`.
 
 use anyhow::Result;
-use cairn_repo::restore::{self as engine, RestoreOptions};
+use cairn_repo::ops::restore::{self as engine, RestoreOptions};
 use serde_json::json;
 
 use super::inspect::split_spec;

@@ -8,8 +8,8 @@
 //! found by walking their trees, so the ratios are those of that selection.
 
 use anyhow::Result;
-use cairn_repo::pack::BlobKind;
-use cairn_repo::stats::{self, Sizes};
+use cairn_repo::format::pack::BlobKind;
+use cairn_repo::ops::stats::{self, Sizes};
 use serde_json::{json, Value};
 
 use crate::args::{Cli, StatsArgs};
@@ -27,7 +27,7 @@ pub fn stats(cli: &Cli, out: &Out, args: &StatsArgs) -> Result<u8> {
     } else {
         let mut chosen = Vec::new();
         for spec in &args.snapshots {
-            let id = cairn_repo::snapshot::select(&all, spec, &filter)?.0;
+            let id = cairn_repo::format::snapshot::select(&all, spec, &filter)?.0;
             let n = all
                 .iter()
                 .position(|(i, _)| *i == id)

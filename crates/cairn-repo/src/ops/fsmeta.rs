@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use crate::tree::{Node, NodeKind, Timestamp};
+use crate::format::tree::{Node, NodeKind, Timestamp};
 
 /// The kind of entry `meta` describes.
 pub fn kind_of(meta: &Metadata) -> NodeKind {

@@ -1,49 +1,23 @@
 //! A repository: config, index, blobs, trees and snapshots over a backend.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cairn_chunk::compress::decompress;
 use cairn_chunk::Id;
 
-use crate::backend::{BackendError, LocationState};
-use crate::config::{Config, FORMAT_VERSION};
-use crate::index::{Index, Location};
-use crate::pack::BlobKind;
-use crate::segment::Segment;
-use crate::snapshot::{self, Filter, Snapshot};
-use crate::tree::{Node, NodeKind, Tree};
-use crate::{Backend, Error, LocalBackend, Result};
-
-/// Key of the config file.
-pub const CONFIG_KEY: &str = "config";
-
-/// Key of a pack: `packs/<first two hex digits>/<id>`.
-pub fn pack_key(id: &Id) -> String {
-    let h = id.to_hex();
-    format!("packs/{}/{}", &h[..2], h)
-}
-
-/// Key of an index segment.
-pub fn segment_key(id: &Id) -> String {
-    format!("index/{id}")
-}
-
-/// Key of a snapshot.
-pub fn snapshot_key(id: &Id) -> String {
-    format!("snapshots/{id}")
-}
-
-/// The backend for a `--repo` location.
-pub fn backend_for(location: &str) -> Result<Arc<dyn Backend>> {
-    if location.contains("://") {
-        return Err(Error::Invalid(format!(
-            "{location}: only local repositories are supported so far (S3 comes in a later release)"
-        )));
-    }
-    Ok(Arc::new(LocalBackend::new(location)))
-}
+use crate::format::config::{Config, FORMAT_VERSION};
+use crate::format::layout::{self, FileType};
+use crate::format::pack::{
+    parse_entries, parse_footer, BlobEntry, BlobKind, ENTRY_LEN, FOOTER_LEN,
+};
+use crate::format::segment::Segment;
+use crate::format::snapshot::{self, Filter, Snapshot};
+use crate::format::tree::{Node, NodeKind, Tree};
+use crate::store::backend::{BackendError, LocationState};
+use crate::store::index::{Index, Location};
+use crate::{Backend, Error, Result};
 
 /// An object that exists but cannot be used (fails verification or
 /// decoding). Damage costs that object only: it is reported and skipped.
@@ -77,7 +51,7 @@ impl Repository {
     /// Create a repository in an empty or missing location.
     pub fn init(backend: &dyn Backend, config: &Config) -> Result<()> {
         if backend.probe()? == LocationState::Occupied {
-            return Err(match backend.get(CONFIG_KEY) {
+            return Err(match backend.get(layout::CONFIG) {
                 Ok(_) => Error::Invalid(format!(
                     "{}: a cairn repository already exists here",
                     backend.location()
@@ -86,7 +60,7 @@ impl Repository {
             });
         }
         let bytes = serde_json::to_vec_pretty(config).expect("config serializes");
-        backend.put(CONFIG_KEY, &bytes)?;
+        backend.put(layout::CONFIG, &bytes)?;
         Ok(())
     }
 
@@ -134,12 +108,7 @@ impl Repository {
     }
 
     fn try_refresh_index(&self) -> Result<()> {
-        let present: Vec<Id> = self
-            .backend
-            .list("index/")?
-            .iter()
-            .filter_map(|o| o.key.strip_prefix("index/")?.parse().ok())
-            .collect();
+        let present: Vec<Id> = self.list(FileType::Index)?.into_keys().collect();
         let known = self.index.segments()?;
         let present_set: HashSet<Id> = present.iter().copied().collect();
         let mut damaged = Vec::new();
@@ -168,7 +137,7 @@ impl Repository {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = damaged;
         self.index
-            .set_doomed(&crate::prune::doomed_packs(&*self.backend)?)
+            .set_doomed(&super::plans::doomed_packs(&*self.backend)?)
     }
 
     /// Read segments; damaged ones are noted and skipped, so one bad segment
@@ -210,7 +179,7 @@ impl Repository {
 
     /// Read and verify one index segment.
     pub fn read_segment(&self, id: &Id) -> Result<Segment> {
-        let bytes = self.backend.get(&segment_key(id))?;
+        let bytes = self.backend.get(&layout::key(FileType::Index, id))?;
         if Id::of(&bytes) != *id {
             return Err(Error::corrupt(
                 "index segment",
@@ -226,10 +195,11 @@ impl Repository {
     /// it makes the segment's name unique, so a segment identical to one a
     /// prune superseded is never mistaken for it (docs/FORMAT.md 8).
     pub fn write_segment(&self, mut seg: Segment) -> Result<Id> {
-        seg.supersedes.push(crate::config::random_id());
+        seg.supersedes.push(crate::random::random_id());
         let bytes = seg.encode();
         let id = Id::of(&bytes);
-        self.backend.put(&segment_key(&id), &bytes)?;
+        self.backend
+            .put(&layout::key(FileType::Index, &id), &bytes)?;
         self.index.add_segment(&id, &seg)?;
         Ok(id)
     }
@@ -247,7 +217,7 @@ impl Repository {
     /// Read the blob at a known location, verified against its id.
     pub fn read_at(&self, loc: &Location) -> Result<Vec<u8>> {
         let e = &loc.entry;
-        let key = pack_key(&loc.pack);
+        let key = layout::key(FileType::Pack, &loc.pack);
         let stored = self
             .backend
             .get_range(&key, e.offset, u64::from(e.stored_len))?;
@@ -275,15 +245,8 @@ impl Repository {
     /// restores of the others go on.
     pub fn snapshot_list(&self) -> Result<SnapshotList> {
         let mut list = SnapshotList::default();
-        for obj in self.backend.list("snapshots/")? {
-            let Some(id) = obj
-                .key
-                .strip_prefix("snapshots/")
-                .and_then(|s| s.parse::<Id>().ok())
-            else {
-                continue;
-            };
-            let bytes = match self.backend.get(&obj.key) {
+        for id in self.list(FileType::Snapshot)?.into_keys() {
+            let bytes = match self.backend.get(&layout::key(FileType::Snapshot, &id)) {
                 Err(BackendError::NotFound { .. }) => continue, // forgotten meanwhile
                 other => other?,
             };
@@ -308,14 +271,191 @@ impl Repository {
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
         let bytes = snap.encode();
         let id = Id::of(&bytes);
-        self.backend.put(&snapshot_key(&id), &bytes)?;
+        self.backend
+            .put(&layout::key(FileType::Snapshot, &id), &bytes)?;
         Ok(id)
     }
 
     /// Delete a snapshot (`forget`). The data it references stays until a
     /// prune; removing a snapshot that is already gone is not an error.
     pub fn remove_snapshot(&self, id: &Id) -> Result<()> {
-        Ok(self.backend.delete(&snapshot_key(id))?)
+        Ok(self.backend.delete(&layout::key(FileType::Snapshot, id))?)
+    }
+
+    /// The objects of one type, with their sizes.
+    pub fn list(&self, ft: FileType) -> Result<HashMap<Id, u64>> {
+        Ok(self
+            .backend
+            .list(ft.prefix())?
+            .into_iter()
+            .filter_map(|o| Some((layout::parse(ft, &o.key)?, o.size)))
+            .collect())
+    }
+
+    /// The segments in the repository that no other segment supersedes, and
+    /// what every present segment supersedes. Damaged segments are skipped
+    /// (`check` reports them; prune refuses to run while there are any).
+    pub fn index_segments(&self) -> Result<IndexSegments> {
+        let mut all = Vec::new();
+        for id in self.list(FileType::Index)?.into_keys() {
+            match self.read_segment(&id) {
+                // Deleted after our listing: a newer segment supersedes it.
+                Err(e) if e.is_not_found() => continue,
+                Err(Error::Corrupt { .. }) => continue,
+                other => all.push((id, other?)),
+            }
+        }
+        let supersedes: HashMap<Id, Vec<Id>> = all
+            .iter()
+            .map(|(id, s)| (*id, s.supersedes.clone()))
+            .collect();
+        let superseded: HashSet<Id> = supersedes.values().flatten().copied().collect();
+        let effective = all
+            .into_iter()
+            .filter(|(id, _)| !superseded.contains(id))
+            .collect();
+        Ok(IndexSegments {
+            effective,
+            supersedes,
+        })
+    }
+
+    /// Delete `roots` and every present segment they supersede, directly or
+    /// not, each only after what it supersedes: a superseded segment must
+    /// never outlive its superseder, or it would count again (and name
+    /// packs that are gone).
+    pub fn delete_segments(&self, roots: &[Id], supersedes: &HashMap<Id, Vec<Id>>) -> Result<()> {
+        let mut done: HashSet<Id> = HashSet::new();
+        let mut stack: Vec<(Id, bool)> = roots.iter().map(|id| (*id, false)).collect();
+        while let Some((id, children_done)) = stack.pop() {
+            if done.contains(&id) {
+                continue;
+            }
+            let present = |c: &&Id| supersedes.contains_key(*c) && !done.contains(*c);
+            let children: Vec<Id> = supersedes
+                .get(&id)
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .filter(present)
+                .copied()
+                .collect();
+            if children_done || children.is_empty() {
+                self.backend.delete(&layout::key(FileType::Index, &id))?;
+                done.insert(id);
+            } else {
+                stack.push((id, true));
+                stack.extend(children.into_iter().map(|c| (c, false)));
+            }
+        }
+        Ok(())
+    }
+
+    /// A pack's own table of blobs (footer and entries only); `size` is the
+    /// pack's size as listed.
+    pub fn read_pack_table(&self, pack: &Id, size: u64) -> Result<Vec<BlobEntry>> {
+        let key = layout::key(FileType::Pack, pack);
+        if size < FOOTER_LEN as u64 {
+            return Err(Error::corrupt("pack", pack, "too short to be a pack"));
+        }
+        let footer = self
+            .backend
+            .get_range(&key, size - FOOTER_LEN as u64, FOOTER_LEN as u64)?;
+        let (count, hash) = parse_footer(&footer).map_err(|e| Error::corrupt("pack", pack, e))?;
+        let table_len = (count as u64).saturating_mul(ENTRY_LEN as u64);
+        if table_len + FOOTER_LEN as u64 > size {
+            return Err(Error::corrupt(
+                "pack",
+                pack,
+                "entry table larger than the pack",
+            ));
+        }
+        let start = size - FOOTER_LEN as u64 - table_len;
+        let table = self.backend.get_range(&key, start, table_len)?;
+        parse_entries(&table, &hash, start).map_err(|e| Error::corrupt("pack", pack, e))
+    }
+
+    /// A whole pack, checked against its name.
+    pub fn read_pack(&self, pack: &Id) -> Result<Vec<u8>> {
+        let bytes = self.backend.get(&layout::key(FileType::Pack, pack))?;
+        if Id::of(&bytes) != *pack {
+            return Err(Error::corrupt(
+                "pack",
+                pack,
+                "content does not match its name",
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// Read blobs of one pack, in offset order and in few large reads (a gap
+    /// of more than 64 KiB, or a read past 2 MiB, starts a new one), each
+    /// decompressed and verified; `each` gets every entry with its plain
+    /// bytes or why they cannot be had.
+    pub fn read_blobs(
+        &self,
+        pack: &Id,
+        entries: &[BlobEntry],
+        mut each: impl FnMut(&BlobEntry, Result<Vec<u8>>),
+    ) {
+        self.read_ranges(pack, entries, |e, stored| {
+            let loc = Location {
+                pack: *pack,
+                entry: *e,
+            };
+            each(e, stored.and_then(|s| decode_blob(&loc, s)))
+        })
+    }
+
+    /// As [`Repository::read_blobs`], but hand over the stored (compressed)
+    /// bytes, once they are verified: for copying blobs between packs.
+    pub fn read_stored_blobs(
+        &self,
+        pack: &Id,
+        entries: &[BlobEntry],
+        mut each: impl FnMut(&BlobEntry, Result<Vec<u8>>),
+    ) {
+        self.read_ranges(pack, entries, |e, stored| {
+            let loc = Location {
+                pack: *pack,
+                entry: *e,
+            };
+            let verified = stored.and_then(|s| decode_blob(&loc, s.clone()).map(|_| s));
+            each(e, verified)
+        })
+    }
+
+    fn read_ranges(
+        &self,
+        pack: &Id,
+        entries: &[BlobEntry],
+        mut each: impl FnMut(&BlobEntry, Result<Vec<u8>>),
+    ) {
+        let mut entries = entries.to_vec();
+        entries.sort_by_key(|e| e.offset);
+        let key = layout::key(FileType::Pack, pack);
+        for run in read_runs(&entries) {
+            let start = run[0].offset;
+            let end = run
+                .last()
+                .map_or(start, |e| e.offset + u64::from(e.stored_len));
+            match self.backend.get_range(&key, start, end - start) {
+                Ok(bytes) => {
+                    for e in run {
+                        let from = (e.offset - start) as usize;
+                        each(e, Ok(bytes[from..from + e.stored_len as usize].to_vec()));
+                    }
+                }
+                Err(err) => {
+                    let why = err.to_string();
+                    for e in run {
+                        each(
+                            e,
+                            Err(Error::corrupt("blob", e.id, format!("unreadable: {why}"))),
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// Follow `subpath` (relative to the snapshot root; empty or `/` is the
@@ -355,6 +495,36 @@ impl Repository {
     }
 }
 
+/// The index segments of a repository (see [`Repository::index_segments`]).
+pub struct IndexSegments {
+    /// Segments no other segment supersedes.
+    pub effective: Vec<(Id, Segment)>,
+    /// What each present segment supersedes.
+    pub supersedes: HashMap<Id, Vec<Id>>,
+}
+
+/// Entries of a pack in offset order, grouped into ranges read at once.
+pub(crate) fn read_runs(entries: &[BlobEntry]) -> Vec<&[BlobEntry]> {
+    const GAP: u64 = 64 << 10;
+    const MAX: u64 = 2 << 20;
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for i in 1..=entries.len() {
+        let split = i == entries.len() || {
+            let prev = &entries[i - 1];
+            let next = &entries[i];
+            let prev_end = prev.offset + u64::from(prev.stored_len);
+            next.offset > prev_end + GAP
+                || next.offset + u64::from(next.stored_len) - entries[start].offset > MAX
+        };
+        if split {
+            runs.push(&entries[start..i]);
+            start = i;
+        }
+    }
+    runs
+}
+
 /// Decompress and verify a blob's stored bytes.
 pub fn decode_blob(loc: &Location, stored: Vec<u8>) -> Result<Vec<u8>> {
     let e = &loc.entry;
@@ -392,7 +562,7 @@ pub fn decode_blob(loc: &Location, stored: Vec<u8>) -> Result<Vec<u8>> {
 
 fn read_config(backend: &dyn Backend) -> Result<Config> {
     let location = backend.location();
-    let bytes = match backend.get(CONFIG_KEY) {
+    let bytes = match backend.get(layout::CONFIG) {
         Ok(b) => b,
         Err(BackendError::NotFound { .. }) => {
             return Err(match backend.probe()? {
@@ -421,18 +591,46 @@ fn read_config(backend: &dyn Backend) -> Result<Config> {
 fn open_cache(cache_root: Option<&Path>, repo_id: &Id) -> Index {
     let on_disk = cache_root.and_then(|root| {
         let dir: PathBuf = root.join("cairn").join(repo_id.to_hex());
-        crate::backend::create_dir_durable(&dir).ok()?;
+        crate::store::local::create_dir_durable(&dir).ok()?;
         let path = dir.join("index.sqlite");
         // The cache lists every blob id: private like the repository. SQLite
         // gives its WAL and shared-memory files the database file's mode.
-        let _ = crate::backend::create_private(&path);
+        let _ = crate::store::local::create_private(&path);
         Index::open(Some(&path))
             .or_else(|_| {
                 let _ = std::fs::remove_file(&path);
-                let _ = crate::backend::create_private(&path);
+                let _ = crate::store::local::create_private(&path);
                 Index::open(Some(&path))
             })
             .ok()
     });
     on_disk.unwrap_or_else(|| Index::open(None).expect("in-memory SQLite opens"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_group_nearby_blobs_and_split_at_gaps_and_size() {
+        let entry = |offset: u64, len: u32| BlobEntry {
+            id: Id::of(&offset.to_le_bytes()),
+            kind: BlobKind::Data,
+            flags: 0,
+            stored_len: len,
+            raw_len: len,
+            offset,
+        };
+        let k = 1u64 << 10;
+        let entries = vec![
+            entry(0, 1024),
+            entry(2 * k, 1024),          // small gap: same read
+            entry(1024 * k, 1024),       // 1 MiB gap: new read
+            entry(1026 * k, 2040 << 10), // same read, but ...
+            entry(3070 * k, 8 << 10),    // ... this would pass 2 MiB in one read
+        ];
+        let sizes: Vec<usize> = read_runs(&entries).iter().map(|r| r.len()).collect();
+        assert_eq!(sizes, vec![2, 2, 1]);
+        assert!(read_runs(&[]).is_empty());
+    }
 }

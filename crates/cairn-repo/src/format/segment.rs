@@ -11,8 +11,8 @@
 
 use cairn_chunk::Id;
 
-use crate::codec::{Reader, Writer};
-use crate::pack::BlobEntry;
+use crate::format::codec::{Reader, Writer};
+use crate::format::pack::BlobEntry;
 
 /// First bytes of every index segment of format 1.
 pub const SEGMENT_MAGIC: &[u8; 8] = b"CRNINDX1";
@@ -83,7 +83,7 @@ impl Segment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pack::BlobKind;
+    use crate::format::pack::BlobKind;
     use proptest::prelude::*;
 
     fn entry() -> impl Strategy<Value = BlobEntry> {

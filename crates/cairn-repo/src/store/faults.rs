@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::backend::{Backend, BackendError, BackendResult, LocationState, ObjectInfo};
+use crate::store::backend::{Backend, BackendError, BackendResult, LocationState, ObjectInfo};
 
 /// Which operation a rule applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

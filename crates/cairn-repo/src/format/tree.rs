@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use cairn_chunk::Id;
 use serde::Serialize;
 
-use crate::codec::{Reader, Writer};
+use crate::format::codec::{Reader, Writer};
 
 /// Version byte that starts every encoded tree.
 pub const TREE_VERSION: u8 = 1;

@@ -12,28 +12,15 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::config::random_id;
+use crate::format::layout;
+pub use crate::format::plan::LockInfo;
+use crate::random::random_id;
 use crate::{Backend, Result};
 
 /// A lock not refreshed for this long belongs to a dead process.
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 /// How often a running backup refreshes its lock.
 const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
-
-/// The content of a lock object.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LockInfo {
-    /// Identifies one backup run across refreshes.
-    pub run: String,
-    /// Host that runs it.
-    pub host: String,
-    /// Its process id.
-    pub pid: u32,
-    /// When this lock object was written (RFC 3339, UTC).
-    pub time: String,
-}
 
 /// A held backup lock; released (deleted) on drop.
 pub struct BackupLock {
@@ -45,10 +32,6 @@ pub struct BackupLock {
     current: Arc<std::sync::Mutex<String>>,
 }
 
-fn lock_key(run: &str, seq: u64) -> String {
-    format!("locks/{run}-{seq:08}")
-}
-
 fn write_lock(backend: &dyn Backend, run: &str, host: &str, seq: u64) -> Result<String> {
     let info = LockInfo {
         run: run.to_string(),
@@ -56,7 +39,7 @@ fn write_lock(backend: &dyn Backend, run: &str, host: &str, seq: u64) -> Result<
         pid: std::process::id(),
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     };
-    let key = lock_key(run, seq);
+    let key = layout::lock(run, seq);
     backend.put(&key, &serde_json::to_vec(&info).expect("lock serializes"))?;
     Ok(key)
 }
@@ -128,7 +111,7 @@ impl Drop for BackupLock {
 pub fn live_runs(backend: &dyn Backend) -> Result<HashSet<String>> {
     let now = chrono::Utc::now();
     let mut out = HashSet::new();
-    for obj in backend.list("locks/")? {
+    for obj in backend.list(layout::LOCKS)? {
         let Ok(bytes) = backend.get(&obj.key) else {
             continue; // released while we listed
         };

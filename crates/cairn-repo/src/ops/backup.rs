@@ -21,13 +21,13 @@ use std::time::Instant;
 use cairn_chunk::{ChunkOut, Chunker, FileChunker, Id, WalkOptions, Walker};
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::fsmeta;
-use crate::lock::BackupLock;
-use crate::pack::BlobKind;
-use crate::packer::{Packer, Uploader};
-use crate::segment::Segment;
-use crate::snapshot::{RootMeta, Snapshot, Summary};
-use crate::tree::{ChunkRef, Node, NodeKind, Timestamp, Tree};
+use crate::format::pack::BlobKind;
+use crate::format::segment::Segment;
+use crate::format::snapshot::{RootMeta, Snapshot, Summary};
+use crate::format::tree::{ChunkRef, Node, NodeKind, Timestamp, Tree};
+use crate::ops::fsmeta;
+use crate::store::lock::BackupLock;
+use crate::store::packer::{Packer, Uploader};
 use crate::{Error, Repository, Result};
 
 /// Files being read at once, at most; bounds memory and open descriptors.
@@ -103,7 +103,7 @@ pub fn check_label(what: &'static str, value: &str, component: bool) -> Result<(
         Some("contains a control character")
     } else if value.contains(',') {
         Some("contains a comma")
-    } else if component && !crate::tree::is_safe_name(value.as_bytes()) {
+    } else if component && !crate::format::tree::is_safe_name(value.as_bytes()) {
         Some("must not be `.` or `..` or contain `/`")
     } else {
         None

@@ -22,9 +22,10 @@ use cairn_chunk::Id;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::snapshot::Snapshot;
-use crate::tree::{Node, NodeKind};
-use crate::{fsmeta, Error, Repository, Result};
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{Node, NodeKind};
+use crate::ops::fsmeta;
+use crate::{Error, Repository, Result};
 use dest::{Dest, Found};
 use fill::{same_chunk, BatchFile, Filler};
 use plan::{Filters, Step, Walk};

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use cairn_chunk::Id;
 use serde::Serialize;
 
-use crate::tree::{Node, NodeKind};
+use crate::format::tree::{Node, NodeKind};
 use crate::{Repository, Result};
 
 /// What happened to a path.

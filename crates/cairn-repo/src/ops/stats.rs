@@ -11,7 +11,7 @@
 //! Memory is one map entry per distinct tree and data blob.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use cairn_chunk::Id;
 
@@ -39,21 +39,10 @@ pub struct Referenced {
 
 /// Data blobs reached from the trees `roots`, each counted once, and the trees.
 pub fn referenced(repo: &Repository, roots: &[Id]) -> Result<Referenced> {
-    let mut trees: HashSet<Id> = HashSet::new();
-    let mut data: HashSet<Id> = HashSet::new();
-    let mut stack: Vec<Id> = roots.to_vec();
-    while let Some(tree_id) = stack.pop() {
-        if !trees.insert(tree_id) {
-            continue;
-        }
-        for node in repo.load_tree(&tree_id)?.nodes {
-            data.extend(node.content.iter().map(|c| c.id));
-            stack.extend(node.subtree);
-        }
-    }
+    let found = crate::ops::walk::referenced(repo, roots.iter().copied())?;
     Ok(Referenced {
-        data: sizes(repo, data.into_iter().collect())?,
-        trees: sizes(repo, trees.into_iter().collect())?,
+        data: sizes(repo, found.data.into_iter().collect())?,
+        trees: sizes(repo, found.trees.into_iter().collect())?,
     })
 }
 
@@ -158,8 +147,8 @@ fn sizes(repo: &Repository, ids: Vec<Id>) -> Result<Sizes> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::{backup, BackupOptions, Progress};
-    use crate::{backend_for, Config};
+    use crate::ops::backup::{backup, BackupOptions, Progress};
+    use crate::{Backend, Config, LocalBackend};
     use std::fs;
     use std::path::Path;
 
@@ -201,7 +190,8 @@ mod tests {
         let (src, repo_dir) = (dir.path().join("src"), dir.path().join("repo"));
         fs::create_dir_all(src.join("sub")).unwrap();
         let config = Config::new(Default::default(), cairn_chunk::Compression::None);
-        let backend = backend_for(repo_dir.to_str().unwrap()).unwrap();
+        let backend: std::sync::Arc<dyn Backend> =
+            std::sync::Arc::new(LocalBackend::new(&repo_dir));
         Repository::init(&*backend, &config).unwrap();
         let repo = Repository::open(backend, None).unwrap();
 

@@ -1,21 +1,20 @@
-//! `repair index`: rebuild the index from the packs alone. Each pack carries
-//! its own table of blobs, so the index segments (and the local cache) can
-//! always be recreated from the packs.
+//! Repairs (docs/FORMAT.md section 12). `repair index` rebuilds the index
+//! from the packs alone: each pack carries its own table of blobs, so the
+//! index segments (and the local cache) can always be recreated.
+//! `repair snapshots` makes every snapshot restorable again.
 
 use std::collections::{HashMap, HashSet};
 
 use cairn_chunk::Id;
 use serde::Serialize;
 
-use crate::backup::hostname;
-use crate::lock::BackupLock;
-use crate::pack::BlobKind;
-use crate::packer::{Packer, Uploader};
-use crate::tree::{NodeKind, Tree};
-
-use crate::prune::{read_pack_entries, stored_packs};
-use crate::repository::segment_key;
-use crate::segment::{PackRecord, Segment};
+use crate::format::layout::{self, FileType};
+use crate::format::pack::BlobKind;
+use crate::format::segment::{PackRecord, Segment};
+use crate::format::tree::{NodeKind, Tree};
+use crate::ops::backup::hostname;
+use crate::store::lock::BackupLock;
+use crate::store::packer::{Packer, Uploader};
 use crate::{Repository, Result};
 
 /// What a rebuild found.
@@ -38,16 +37,11 @@ pub struct RepairReport {
 /// before the pack listing, so the new segment has them) or after it (and
 /// its segment is left alone).
 pub fn repair_index(repo: &Repository) -> Result<RepairReport> {
-    let backend = repo.backend();
     let mut report = RepairReport::default();
-    let old: Vec<_> = backend
-        .list("index/")?
-        .iter()
-        .filter_map(|o| o.key.strip_prefix("index/")?.parse().ok())
-        .collect();
+    let old: Vec<Id> = repo.list(FileType::Index)?.into_keys().collect();
     let mut packs = Vec::new();
-    for (pack, size) in stored_packs(&**backend)? {
-        match read_pack_entries(&**backend, &pack, size) {
+    for (pack, size) in repo.list(FileType::Pack)? {
+        match repo.read_pack_table(&pack, size) {
             Ok(entries) => {
                 report.packs += 1;
                 report.blobs += entries.len() as u64;
@@ -62,7 +56,7 @@ pub fn repair_index(repo: &Repository) -> Result<RepairReport> {
         packs,
     })?;
     for id in &old {
-        backend.delete(&segment_key(id))?;
+        repo.backend().delete(&layout::key(FileType::Index, id))?;
     }
     repo.index().clear()?;
     repo.refresh_index()?;
@@ -125,7 +119,7 @@ pub fn repair_snapshots(
         }
         report.removed.push(d);
     }
-    let stored: HashSet<Id> = stored_packs(&**repo.backend())?.into_keys().collect();
+    let stored: HashSet<Id> = repo.list(FileType::Pack)?.into_keys().collect();
     let uploader = Uploader::start(repo.backend().clone(), opts.dry_run);
     let mut rewriter = Rewriter {
         repo,

@@ -11,7 +11,7 @@
 
 use cairn_chunk::Id;
 
-use crate::codec::{Reader, Writer};
+use crate::format::codec::{Reader, Writer};
 
 /// The 8 bytes that end every pack of format 1.
 pub const PACK_MAGIC: &[u8; 8] = b"CRNPACK1";

@@ -289,7 +289,7 @@ pub fn resolve_ids(
 ) -> crate::Result<Chosen> {
     let mut chosen = Chosen::default();
     for spec in specs {
-        match crate::snapshot::select(all, spec, filter) {
+        match crate::format::snapshot::select(all, spec, filter) {
             Ok((id, _)) => {
                 chosen.valid.insert(*id);
             }

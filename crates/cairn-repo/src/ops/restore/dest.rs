@@ -14,7 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::tree::{Node, NodeKind, Timestamp};
+use crate::format::tree::{Node, NodeKind, Timestamp};
 
 /// Directory descriptors kept open for reuse, at most.
 const CACHED_DIRS: usize = 32;

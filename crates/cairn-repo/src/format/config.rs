@@ -31,41 +31,11 @@ impl Config {
     pub fn new(chunker: ChunkerParams, compression: Compression) -> Config {
         Config {
             version: FORMAT_VERSION,
-            id: random_id(),
+            id: crate::random::random_id(),
             chunker,
             compression,
             pack_size: DEFAULT_PACK_SIZE,
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         }
     }
-}
-
-/// Random bytes from the kernel, mixed with the time and pid so that a
-/// machine without a working `getrandom` still gets unique values.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut seed = [0u8; 32];
-    // SAFETY: the buffer is valid for its length; getrandom writes at most that.
-    let got = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
-    let mut h = blake3::Hasher::new();
-    if got < 0 {
-        h.update(&std::process::id().to_le_bytes());
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        h.update(&now.as_nanos().to_le_bytes());
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        h.update(
-            &N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                .to_le_bytes(),
-        );
-    }
-    h.update(&seed);
-    let mut out = [0u8; N];
-    h.finalize_xof().fill(&mut out);
-    out
-}
-
-/// A random id (repository ids, lock runs, salts).
-pub fn random_id() -> Id {
-    Id(random_bytes())
 }

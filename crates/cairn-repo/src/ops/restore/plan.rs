@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use cairn_chunk::{Id, PathMatcher};
 
-use crate::tree::{Node, NodeKind};
+use crate::format::tree::{Node, NodeKind};
 use crate::{Error, Repository, Result};
 
 /// One thing to restore, in walk order.
@@ -248,7 +248,7 @@ pub(crate) fn root_of(
     node.mode = r.mode;
     node.uid = r.uid;
     node.gid = r.gid;
-    node.mtime = crate::tree::Timestamp {
+    node.mtime = crate::format::tree::Timestamp {
         sec: r.mtime_sec,
         nsec: r.mtime_nsec,
     };

@@ -10,7 +10,7 @@ use super::dest::{Dest, Found};
 use super::fill::same_chunk;
 use super::plan::{Filters, Step, Walk};
 use super::{Planned, Problem, RestoreOptions, RestoreOutcome, BATCH_FILES};
-use crate::tree::Node;
+use crate::format::tree::Node;
 use crate::{Repository, Result};
 
 struct Dry<'a> {

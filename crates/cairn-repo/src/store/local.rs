@@ -1,6 +1,7 @@
-//! Where repository files live. A backend only needs put-once (never
-//! overwritten), get (whole or a byte range), list by prefix and delete, so
-//! that an object store can hold a repository as well as a directory.
+//! The local backend: a repository in a directory. Files are written to a
+//! temporary name, fsynced, moved into place without replacing anything and
+//! their directory fsynced, so a key either holds its complete content or
+//! does not exist.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -8,106 +9,7 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// What went wrong with one object; every variant names its key.
-#[derive(Debug, thiserror::Error)]
-pub enum BackendError {
-    /// No object has this key.
-    #[error("{key}: no such object")]
-    NotFound {
-        /// The key (or local path) asked for.
-        key: String,
-    },
-    /// A put found the key taken: objects are written once, never replaced.
-    #[error("{key}: already exists (repository objects are written once)")]
-    AlreadyExists {
-        /// The key (or local path).
-        key: String,
-    },
-    /// A local I/O failure.
-    #[error("{key}: {source}")]
-    Io {
-        /// The key (or local path).
-        key: String,
-        /// What failed.
-        source: io::Error,
-    },
-    /// A remote store failed (after its retries).
-    #[error("{key}: {source}")]
-    Remote {
-        /// The key, or the location for listings.
-        key: String,
-        /// The store's error.
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-}
-
-impl BackendError {
-    /// Map an I/O error, keeping "not found" and "exists" typed.
-    pub fn from_io(key: impl Into<String>, source: io::Error) -> BackendError {
-        let key = key.into();
-        match source.kind() {
-            io::ErrorKind::NotFound => BackendError::NotFound { key },
-            io::ErrorKind::AlreadyExists => BackendError::AlreadyExists { key },
-            _ => BackendError::Io { key, source },
-        }
-    }
-}
-
-/// Result of a backend operation.
-pub type BackendResult<T> = std::result::Result<T, BackendError>;
-
-/// One stored object, as a listing returns it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ObjectInfo {
-    /// Its key.
-    pub key: String,
-    /// Its size in bytes.
-    pub size: u64,
-}
-
-/// What is at a location before a repository is opened or created there.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LocationState {
-    /// Nothing: the directory (or bucket prefix) does not exist.
-    Missing,
-    /// It exists and holds nothing.
-    Empty,
-    /// It holds something.
-    Occupied,
-}
-
-/// Storage for repository files, addressed by `/`-separated keys.
-pub trait Backend: Send + Sync {
-    /// A human-readable location for messages.
-    fn location(&self) -> String;
-    /// Whether the location exists and holds anything.
-    fn probe(&self) -> BackendResult<LocationState>;
-    /// Store `data` under `key`, durably, only if no object has that key
-    /// (`AlreadyExists` otherwise); a reader sees the whole object or none.
-    fn put(&self, key: &str, data: &[u8]) -> BackendResult<()>;
-    /// Store the content of a local file under `key` as `put` does, and
-    /// remove the file whatever the outcome. Packs are built this way so
-    /// they never sit in memory whole.
-    fn put_file(&self, key: &str, file: &Path) -> BackendResult<()> {
-        let data = fs::read(file).map_err(|e| BackendError::from_io(file.display().to_string(), e));
-        let _ = fs::remove_file(file);
-        self.put(key, &data?)
-    }
-    /// A local directory where files for `put_file` are best prepared (on
-    /// the same filesystem, so a put is a rename); `None`: any temporary dir.
-    fn staging_dir(&self) -> Option<PathBuf> {
-        None
-    }
-    /// The whole object.
-    fn get(&self, key: &str) -> BackendResult<Vec<u8>>;
-    /// `len` bytes from `offset`; fails if the object is shorter.
-    fn get_range(&self, key: &str, offset: u64, len: u64) -> BackendResult<Vec<u8>>;
-    /// Every object whose key starts with `prefix` (a directory-like prefix
-    /// such as `snapshots/`), with its size, sorted by key.
-    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>>;
-    /// Remove an object; removing a missing one is not an error.
-    fn delete(&self, key: &str) -> BackendResult<()>;
-}
+use super::backend::{Backend, BackendError, BackendResult, LocationState, ObjectInfo};
 
 /// A repository in a local directory. Files are written to a temporary name,
 /// fsynced, moved into place without replacing anything and their directory
@@ -390,6 +292,7 @@ fn walk_files(dir: &Path) -> io::Result<Vec<(PathBuf, u64)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::backend::BackendError;
     use std::os::unix::fs::PermissionsExt;
 
     fn keys(list: Vec<ObjectInfo>) -> Vec<String> {

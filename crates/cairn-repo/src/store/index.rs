@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use cairn_chunk::Id;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::pack::{BlobEntry, BlobKind};
-use crate::segment::Segment;
+use crate::format::pack::{BlobEntry, BlobKind};
+use crate::format::segment::Segment;
 use crate::{Error, Result};
 
 /// Bumped when the cache's tables change; an older cache is rebuilt.
@@ -268,7 +268,7 @@ fn lookup_with(conn: &Connection, id: &Id) -> rusqlite::Result<Option<Location>>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::segment::PackRecord;
+    use crate::format::segment::PackRecord;
 
     #[test]
     fn segments_load_and_lookup() {

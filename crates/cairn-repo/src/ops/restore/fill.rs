@@ -21,9 +21,8 @@ use rayon::prelude::*;
 use super::dest::{apply_fd, Dest, Found};
 use super::plan::LinkGroups;
 use super::{Counters, Problems, RestoreProgress};
-use crate::index::Location;
-use crate::repository::{decode_blob, pack_key};
-use crate::tree::Node;
+use crate::format::tree::Node;
+use crate::store::index::Location;
 use crate::{Error, Repository};
 
 /// Files kept open between chunks, at most (the rest are reopened).
@@ -250,8 +249,8 @@ impl Filler<'_> {
         self.counters.files_failed.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Read the needed blobs of one pack in offset order, in few large
-    /// reads, verify each once and write it wherever it is needed.
+    /// Read the needed blobs of one pack (in offset order, in few large
+    /// reads, each verified once) and write each wherever it is needed.
     fn restore_pack(
         &self,
         batch: &Batch,
@@ -259,38 +258,19 @@ impl Filler<'_> {
         locs: &[Location],
         wanted: &HashMap<Id, Vec<Target>>,
     ) {
-        let mut locs = locs.to_vec();
-        locs.sort_by_key(|l| l.entry.offset);
-        let key = pack_key(pack);
-        for run in read_runs(&locs) {
-            let start = run[0].entry.offset;
-            let end = run
-                .last()
-                .map_or(start, |l| l.entry.offset + u64::from(l.entry.stored_len));
-            let bytes = match self.repo.backend().get_range(&key, start, end - start) {
-                Ok(b) => b,
-                Err(e) => {
-                    for l in run {
-                        self.fail_all(batch, &wanted[&l.entry.id], &e);
+        let entries: Vec<_> = locs.iter().map(|l| l.entry).collect();
+        self.repo.read_blobs(pack, &entries, |e, raw| {
+            let targets = &wanted[&e.id];
+            match raw {
+                Ok(raw) => {
+                    let zero = is_zero(&raw);
+                    for t in targets {
+                        self.put(batch, t, &raw, zero);
                     }
-                    continue;
                 }
-            };
-            for l in run {
-                let from = (l.entry.offset - start) as usize;
-                let stored = bytes[from..from + l.entry.stored_len as usize].to_vec();
-                let targets = &wanted[&l.entry.id];
-                match decode_blob(l, stored) {
-                    Ok(raw) => {
-                        let zero = is_zero(&raw);
-                        for t in targets {
-                            self.put(batch, t, &raw, zero);
-                        }
-                    }
-                    Err(e) => self.fail_all(batch, targets, &e),
-                }
+                Err(err) => self.fail_all(batch, targets, &err),
             }
-        }
+        });
     }
 
     /// Write one chunk into one file; the last chunk finishes the file.
@@ -372,29 +352,6 @@ impl Filler<'_> {
     }
 }
 
-/// Blobs of a pack in offset order, grouped into ranges read at once:
-/// a gap of more than 64 KiB, or a range past 2 MiB, starts a new one.
-pub(crate) fn read_runs(locs: &[Location]) -> Vec<&[Location]> {
-    const GAP: u64 = 64 << 10;
-    const MAX: u64 = 2 << 20;
-    let mut runs = Vec::new();
-    let mut start = 0;
-    for i in 1..=locs.len() {
-        let split = i == locs.len() || {
-            let prev = &locs[i - 1].entry;
-            let next = &locs[i].entry;
-            let prev_end = prev.offset + u64::from(prev.stored_len);
-            next.offset > prev_end + GAP
-                || next.offset + u64::from(next.stored_len) - locs[start].entry.offset > MAX
-        };
-        if split {
-            runs.push(&locs[start..i]);
-            start = i;
-        }
-    }
-    runs
-}
-
 /// Whether `len` bytes at `offset` of `file` hash to `id`.
 pub(crate) fn same_chunk(
     file: &File,
@@ -443,32 +400,5 @@ mod tests {
         v[999] = 1;
         assert!(!is_zero(&v));
         assert!(is_zero(&[]));
-    }
-
-    #[test]
-    fn reads_group_nearby_blobs_and_split_at_gaps_and_size() {
-        use crate::pack::{BlobEntry, BlobKind};
-        let loc = |offset: u64, len: u32| Location {
-            pack: Id::default(),
-            entry: BlobEntry {
-                id: Id::of(&offset.to_le_bytes()),
-                kind: BlobKind::Data,
-                flags: 0,
-                stored_len: len,
-                raw_len: len,
-                offset,
-            },
-        };
-        let k = 1u64 << 10;
-        let locs = vec![
-            loc(0, 1024),
-            loc(2 * k, 1024),          // small gap: same read
-            loc(1024 * k, 1024),       // 1 MiB gap: new read
-            loc(1026 * k, 2040 << 10), // same read, but ...
-            loc(3070 * k, 8 << 10),    // ... this would pass 2 MiB in one read
-        ];
-        let sizes: Vec<usize> = read_runs(&locs).iter().map(|r| r.len()).collect();
-        assert_eq!(sizes, vec![2, 2, 1]);
-        assert!(read_runs(&[]).is_empty());
     }
 }

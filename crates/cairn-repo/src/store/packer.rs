@@ -18,11 +18,12 @@ use cairn_chunk::compress::decompress;
 use cairn_chunk::Id;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::backend::{create_dir_durable, create_private, BackendError};
-use crate::config::random_bytes;
-use crate::pack::{encode_trailer, BlobEntry, BlobKind, FLAG_ZSTD, PACK_SALT_LEN};
-use crate::repository::pack_key;
-use crate::segment::PackRecord;
+use crate::format::layout::{self, FileType};
+use crate::format::pack::{encode_trailer, BlobEntry, BlobKind, FLAG_ZSTD, PACK_SALT_LEN};
+use crate::format::segment::PackRecord;
+use crate::random::random_bytes;
+use crate::store::backend::BackendError;
+use crate::store::local::{create_dir_durable, create_private};
 use crate::{Backend, Error, Result};
 
 /// Buffer between a pack writer and its spool file.
@@ -314,7 +315,7 @@ fn upload_loop(backend: &dyn Backend, rx: &Receiver<SpooledPack>) -> Result<Vec<
             let _ = fs::remove_file(&pack.path);
             continue;
         }
-        match backend.put_file(&pack_key(&pack.id), &pack.path) {
+        match backend.put_file(&layout::key(FileType::Pack, &pack.id), &pack.path) {
             Ok(()) => records.push(PackRecord {
                 pack: pack.id,
                 entries: pack.entries,

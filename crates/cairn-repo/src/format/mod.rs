@@ -1,0 +1,11 @@
+//! The repository's objects as bytes: pure encoding and decoding, no I/O.
+//! Every decoder refuses what docs/FORMAT.md does not allow.
+
+pub(crate) mod codec;
+pub mod config;
+pub mod layout;
+pub mod pack;
+pub mod plan;
+pub mod segment;
+pub mod snapshot;
+pub mod tree;

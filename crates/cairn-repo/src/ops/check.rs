@@ -1,0 +1,432 @@
+//! Check: is every snapshot restorable? Structure (trees load and verify,
+//! every chunk is indexed with the length its tree gives, every indexed pack
+//! exists and matches its own table) and, with read-data, every byte (each
+//! pack hashed against its name, each blob against its id). Damage is
+//! reported with the snapshots and files that need it; what the findings
+//! mean and what to do is in docs/FORMAT.md section 12.
+
+use std::collections::{HashMap, HashSet};
+
+use cairn_chunk::Id;
+use serde::Serialize;
+
+use crate::format::layout::FileType;
+use crate::format::pack::{parse_pack, BlobEntry};
+use crate::format::tree::NodeKind;
+use crate::ops::walk::{walk_paths, Descend};
+use crate::store::index::Location;
+use crate::store::plans;
+use crate::store::repository::decode_blob;
+use crate::{Repository, Result};
+
+/// How much to read.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CheckOptions {
+    /// Percentage of packs to read fully (0: structure only, 100: all).
+    pub read_data_percent: f64,
+}
+
+/// A pack that is missing or fails verification, and what depends on it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Damage {
+    /// Pack id.
+    pub pack: Id,
+    /// What is wrong.
+    pub reason: String,
+    /// Short ids of snapshots that reference blobs in it.
+    pub snapshots: Vec<String>,
+    /// Paths (snapshot short id, path) of files that need it.
+    pub paths: Vec<String>,
+}
+
+/// Something check found, other than a damaged pack.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Finding {
+    /// A snapshot object that fails verification or decoding.
+    DamagedSnapshot {
+        /// Its id.
+        id: Id,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An index segment that fails verification or decoding.
+    DamagedSegment {
+        /// Its id.
+        id: Id,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A directory whose tree does not load.
+    UnreadableTree {
+        /// Short snapshot id.
+        snapshot: String,
+        /// The directory.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A chunk no index segment lists.
+    MissingChunk {
+        /// Short snapshot id.
+        snapshot: String,
+        /// The file.
+        path: String,
+        /// The chunk.
+        chunk: Id,
+    },
+    /// A chunk whose indexed length differs from the tree's.
+    LengthMismatch {
+        /// Short snapshot id.
+        snapshot: String,
+        /// The file.
+        path: String,
+        /// The chunk.
+        chunk: Id,
+        /// Length in the index.
+        stored: u32,
+        /// Length the tree gives.
+        tree: u32,
+    },
+    /// A pack in no index: a backup is running or crashed, or a prune plan
+    /// dooms it.
+    UnindexedPack {
+        /// The pack.
+        pack: Id,
+        /// A prune plan names it.
+        doomed: bool,
+    },
+    /// Damage no snapshot depends on.
+    HarmlessDamage {
+        /// The pack.
+        pack: Id,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A prune plan that fails verification.
+    DamagedPlan {
+        /// Its id.
+        id: Id,
+    },
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finding::DamagedSnapshot { id, reason } => write!(
+                f,
+                "snapshot {id} is damaged ({reason}); remove it with `cairn forget {}` or run `cairn repair snapshots`",
+                id.short()
+            ),
+            Finding::DamagedSegment { id, reason } => write!(
+                f,
+                "index segment {id} is damaged ({reason}); run `cairn repair index`"
+            ),
+            Finding::UnreadableTree { snapshot, path, reason } => {
+                write!(f, "snapshot {snapshot}: directory /{path}: {reason}")
+            }
+            Finding::MissingChunk { snapshot, path, chunk } => write!(
+                f,
+                "snapshot {snapshot}: /{path}: chunk {} is not in the index",
+                chunk.short()
+            ),
+            Finding::LengthMismatch { snapshot, path, chunk, stored, tree } => write!(
+                f,
+                "snapshot {snapshot}: /{path}: chunk {} is {stored} bytes, the tree says {tree}",
+                chunk.short()
+            ),
+            Finding::UnindexedPack { pack, doomed: true } => write!(
+                f,
+                "pack {} is doomed by a prune plan; a later prune deletes it",
+                pack.short()
+            ),
+            Finding::UnindexedPack { pack, doomed: false } => write!(
+                f,
+                "pack {} is in no index (left by an interrupted backup, or a backup is running); prune removes it",
+                pack.short()
+            ),
+            Finding::HarmlessDamage { pack, reason } => write!(
+                f,
+                "pack {} {reason}, but no snapshot needs it; `cairn prune` drops it from the index",
+                pack.short()
+            ),
+            Finding::DamagedPlan { id } => write!(
+                f,
+                "prune plan {} is damaged; the next prune removes it and judges its packs again",
+                id.short()
+            ),
+        }
+    }
+}
+
+/// What a check found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CheckReport {
+    /// Snapshots checked.
+    pub snapshots: u64,
+    /// Trees loaded and verified.
+    pub trees: u64,
+    /// Packs in the index.
+    pub packs: u64,
+    /// Packs read in full.
+    pub packs_read: u64,
+    /// Blobs decompressed and verified.
+    pub blobs_read: u64,
+    /// Problems that make some snapshot not (wholly) restorable.
+    pub errors: Vec<Finding>,
+    /// Damaged or missing packs with their dependents.
+    pub damaged: Vec<Damage>,
+    /// Harmless oddities.
+    pub warnings: Vec<Finding>,
+}
+
+impl CheckReport {
+    /// Whether every snapshot is restorable.
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty() && self.damaged.is_empty()
+    }
+}
+
+/// What the index says: each pack's blobs, and each blob's pack and length.
+struct Indexed {
+    pack_blobs: HashMap<Id, Vec<BlobEntry>>,
+    blob_pack: HashMap<Id, (Id, u32)>,
+}
+
+fn indexed(repo: &Repository) -> Result<Indexed> {
+    let mut out = Indexed {
+        pack_blobs: HashMap::new(),
+        blob_pack: HashMap::new(),
+    };
+    for (_, seg) in repo.index_segments()?.effective {
+        for p in seg.packs {
+            for e in &p.entries {
+                out.blob_pack.entry(e.id).or_insert((p.pack, e.raw_len));
+            }
+            out.pack_blobs.entry(p.pack).or_default().extend(p.entries);
+        }
+    }
+    Ok(out)
+}
+
+/// Check the repository.
+pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
+    let mut report = CheckReport::default();
+    let index = indexed(repo)?;
+    report.packs = index.pack_blobs.len() as u64;
+    let stored = repo.list(FileType::Pack)?;
+    let doomed = plans::doomed_packs(&**repo.backend())?;
+    for pack in stored.keys().filter(|p| !index.pack_blobs.contains_key(p)) {
+        report.warnings.push(Finding::UnindexedPack {
+            pack: *pack,
+            doomed: doomed.contains(pack),
+        });
+    }
+    let mut bad: HashMap<Id, String> = HashMap::new();
+    for (pack, entries) in &index.pack_blobs {
+        let problem = match stored.get(pack) {
+            None => Some("missing from the repository".to_string()),
+            Some(&size) => table_problem(repo, pack, size, entries),
+        };
+        bad.extend(problem.map(|p| (*pack, p)));
+    }
+    let salt = crate::random::random_id().prefix_u64();
+    for (pack, entries) in &index.pack_blobs {
+        let chosen = opts.read_data_percent >= 100.0
+            || ((pack.prefix_u64() ^ salt) % 10_000) as f64 * 0.01 < opts.read_data_percent;
+        if !chosen || bad.contains_key(pack) {
+            continue;
+        }
+        report.packs_read += 1;
+        match read_pack(repo, pack, entries) {
+            Ok(n) => report.blobs_read += n,
+            Err(reason) => {
+                bad.insert(*pack, reason);
+            }
+        }
+    }
+    report_damaged_objects(repo, &mut report)?;
+    walk_snapshots(repo, &index.blob_pack, &bad, &mut report)?;
+    Ok(report)
+}
+
+/// Whether the index matches a pack's own table (two small reads a pack).
+fn table_problem(repo: &Repository, pack: &Id, size: u64, listed: &[BlobEntry]) -> Option<String> {
+    let own = match repo.read_pack_table(pack, size) {
+        Ok(entries) => entries,
+        Err(e) => return Some(format!("unreadable table: {e}")),
+    };
+    let own: HashSet<_> = own.iter().map(|e| (e.id, e.offset, e.stored_len)).collect();
+    listed
+        .iter()
+        .find(|e| !own.contains(&(e.id, e.offset, e.stored_len)))
+        .map(|e| {
+            format!(
+                "index entry for blob {} does not match the pack's own table",
+                e.id.short()
+            )
+        })
+}
+
+/// Snapshots, index segments and prune plans that cannot be read.
+fn report_damaged_objects(repo: &Repository, report: &mut CheckReport) -> Result<()> {
+    for d in repo.damaged_segments() {
+        report.errors.push(Finding::DamagedSegment {
+            id: d.id,
+            reason: d.reason,
+        });
+    }
+    for d in repo.snapshot_list()?.damaged {
+        report.errors.push(Finding::DamagedSnapshot {
+            id: d.id,
+            reason: d.reason,
+        });
+    }
+    for p in plans::list(&**repo.backend())? {
+        if p.plan.is_none() {
+            report.warnings.push(Finding::DamagedPlan { id: p.id });
+        }
+    }
+    Ok(())
+}
+
+/// Read a whole pack and verify it; the number of blobs verified.
+fn read_pack(repo: &Repository, pack: &Id, entries: &[BlobEntry]) -> Result<u64, String> {
+    let bytes = repo.read_pack(pack).map_err(|e| e.to_string())?;
+    let own = parse_pack(&bytes)?;
+    let listed: HashSet<Id> = own.iter().map(|e| e.id).collect();
+    for e in entries {
+        if !listed.contains(&e.id) {
+            return Err(format!(
+                "index lists blob {} that the pack does not hold",
+                e.id.short()
+            ));
+        }
+        let stored = bytes
+            .get(e.offset as usize..(e.offset + u64::from(e.stored_len)) as usize)
+            .ok_or("blob extends past the end of the pack")?;
+        let loc = Location {
+            pack: *pack,
+            entry: *e,
+        };
+        decode_blob(&loc, stored.to_vec()).map_err(|err| err.to_string())?;
+    }
+    Ok(entries.len() as u64)
+}
+
+/// Who needs each damaged pack, gathered while walking the snapshots.
+struct Dependents<'a> {
+    bad: &'a HashMap<Id, String>,
+    blob_pack: &'a HashMap<Id, (Id, u32)>,
+    damage: HashMap<Id, Damage>,
+}
+
+impl Dependents<'_> {
+    /// Note that `path` of snapshot `short` needs `blob`; true if its pack is bad.
+    fn needs(&mut self, short: &str, path: &str, blob: &Id) -> bool {
+        let Some((pack, _)) = self.blob_pack.get(blob) else {
+            return false;
+        };
+        let Some(reason) = self.bad.get(pack) else {
+            return false;
+        };
+        let d = self.damage.entry(*pack).or_insert_with(|| Damage {
+            pack: *pack,
+            reason: reason.clone(),
+            snapshots: Vec::new(),
+            paths: Vec::new(),
+        });
+        let path = format!("{short}:/{path}");
+        if !d.paths.contains(&path) {
+            d.paths.push(path);
+        }
+        if !d.snapshots.iter().any(|s| s == short) {
+            d.snapshots.push(short.to_string());
+        }
+        true
+    }
+}
+
+/// Load every snapshot's trees; note missing blobs, lying lengths and who
+/// needs bad packs.
+fn walk_snapshots(
+    repo: &Repository,
+    blob_pack: &HashMap<Id, (Id, u32)>,
+    bad: &HashMap<Id, String>,
+    report: &mut CheckReport,
+) -> Result<()> {
+    let mut deps = Dependents {
+        bad,
+        blob_pack,
+        damage: HashMap::new(),
+    };
+    let mut loaded: HashSet<Id> = HashSet::new();
+    for (snap_id, snap) in repo.snapshots()? {
+        report.snapshots += 1;
+        let short = snap_id.short();
+        if deps.needs(&short, "", &snap.tree) {
+            continue;
+        }
+        loaded.insert(snap.tree);
+        let mut errors = Vec::new();
+        let mut visit = |path: &str, node: &crate::Node| -> Result<Descend> {
+            for c in &node.content {
+                match blob_pack.get(&c.id) {
+                    None => errors.push(Finding::MissingChunk {
+                        snapshot: short.clone(),
+                        path: path.to_string(),
+                        chunk: c.id,
+                    }),
+                    Some((_, stored))
+                        if *stored != c.len && !bad.contains_key(&blob_pack[&c.id].0) =>
+                    {
+                        errors.push(Finding::LengthMismatch {
+                            snapshot: short.clone(),
+                            path: path.to_string(),
+                            chunk: c.id,
+                            stored: *stored,
+                            tree: c.len,
+                        })
+                    }
+                    Some(_) => {
+                        deps.needs(&short, path, &c.id);
+                    }
+                }
+            }
+            let Some(sub) = node.subtree.filter(|_| node.kind == NodeKind::Dir) else {
+                return Ok(Descend::No);
+            };
+            if deps.needs(&short, &format!("{path}/"), &sub) {
+                return Ok(Descend::No);
+            }
+            loaded.insert(sub);
+            Ok(Descend::Yes)
+        };
+        let mut unreadable_dirs = Vec::new();
+        let mut unreadable = |path: &str, e: crate::Error| {
+            unreadable_dirs.push(Finding::UnreadableTree {
+                snapshot: short.clone(),
+                path: path.to_string(),
+                reason: e.to_string(),
+            })
+        };
+        walk_paths(repo, &snap.tree, "", &mut visit, &mut unreadable)?;
+        report.errors.extend(unreadable_dirs);
+        report.errors.extend(errors);
+    }
+    report.trees = loaded.len() as u64;
+    report.errors.dedup();
+    let mut list: Vec<Damage> = deps.damage.into_values().collect();
+    // Packs no snapshot reaches are damage nothing depends on.
+    for (pack, reason) in bad {
+        if !list.iter().any(|d| d.pack == *pack) {
+            report.warnings.push(Finding::HarmlessDamage {
+                pack: *pack,
+                reason: reason.clone(),
+            });
+        }
+    }
+    list.sort_by_key(|d| d.pack);
+    report.damaged = list;
+    Ok(())
+}

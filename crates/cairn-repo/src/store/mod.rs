@@ -1,0 +1,13 @@
+//! Storing and finding objects: the backend (where bytes live), the
+//! repository over it (config, index, blobs, trees, snapshots), the local
+//! index cache, backup locks and prune plans, and the packer that builds
+//! pack files. Knows nothing of file systems being backed up or restored.
+
+pub mod backend;
+pub mod faults;
+pub mod index;
+pub mod local;
+pub mod lock;
+pub mod packer;
+pub mod plans;
+pub mod repository;
