@@ -1,4 +1,4 @@
-//! SPEC.md "Bad input": every failure is one clear line on stderr naming
+//! Bad input: every failure is one clear line on stderr naming
 //! the path or object, exit 1 (3 for unreadable files during backup), no
 //! panic, and the repository stays usable.
 

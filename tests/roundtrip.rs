@@ -1,5 +1,5 @@
-//! Backup → restore round trips: every attribute SPEC.md's "What a restore
-//! must reproduce" lists, partial restores, restores into existing
+//! Backup → restore round trips: every attribute the README says a restore
+//! must reproduce, partial restores, restores into existing
 //! directories, and backups of several paths.
 
 mod common;
@@ -261,7 +261,7 @@ fn restore_again_leaves_identical_hard_links_alone() {
 
     let v = env.json(["restore", "latest", "--target", dst.to_str().unwrap()]);
     assert_trees_equal(&src, &dst);
-    // SPEC: "into an existing directory it rewrites only what differs".
+    // An existing directory: a restore rewrites only what differs.
     assert_eq!(v["files_written"], 0, "identical files were rewritten: {v}");
     assert_eq!(v["files_unchanged"], 2, "{v}");
     assert_eq!(

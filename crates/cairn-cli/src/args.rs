@@ -1,4 +1,4 @@
-//! Command-line arguments, as in SPEC.md.
+//! Command-line arguments: every command and flag the README documents.
 
 use std::path::PathBuf;
 

@@ -52,7 +52,6 @@ impl Out {
         });
         Progress {
             bar,
-            quiet: self.quiet,
             entries: AtomicU64::new(0),
         }
     }
@@ -61,7 +60,6 @@ impl Out {
 /// Progress on stderr; problems always printed (one line each).
 pub struct Progress {
     bar: Option<ProgressBar>,
-    quiet: bool,
     entries: AtomicU64,
 }
 
@@ -89,9 +87,8 @@ impl cairn_repo::ops::backup::Progress for Progress {
     fn entry_done(&self) {
         self.entries.fetch_add(1, Ordering::Relaxed);
     }
-    fn problem(&self, msg: &str) {
-        let _ = self.quiet;
-        self.line(&format!("warning: {msg}"));
+    fn problem(&self, problem: &cairn_repo::ops::backup::BackupProblem) {
+        self.line(&format!("warning: {problem}"));
     }
 }
 

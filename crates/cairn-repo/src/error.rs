@@ -124,6 +124,19 @@ pub enum Error {
         /// The shared last component.
         name: String,
     },
+    /// A retention policy whose every count is 0.
+    #[error(
+        "forget: every --keep-* count is 0, so the policy would remove every snapshot; refusing"
+    )]
+    EmptyPolicy,
+    /// A retention policy that would remove a whole group.
+    #[error("forget: the policy keeps no snapshot of {group}; refusing to remove all {count} of them (name them by id to do that)")]
+    PolicyEmptiesGroup {
+        /// The group (volume, host, paths).
+        group: String,
+        /// Its snapshots.
+        count: usize,
+    },
     /// Bad user input that is not a path problem.
     #[error("{0}")]
     Invalid(String),

@@ -1,4 +1,4 @@
-//! `cairn init` and `cairn backup`.
+//! `cairn backup`.
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -8,28 +8,9 @@ use cairn_chunk::WalkOptions;
 use cairn_repo::ops::backup::{self as engine, hostname, BackupOptions};
 use serde_json::json;
 
-use crate::args::{BackupArgs, Cli, InitArgs};
+use crate::args::{BackupArgs, Cli};
 use crate::location;
 use crate::output::{human_bytes, Out};
-
-pub fn init(cli: &Cli, out: &Out, args: &InitArgs) -> Result<u8> {
-    let loc = location::location(cli);
-    let config = location::config_from(&args.chunk)?;
-    location::init_at(&loc, &config)?;
-    if out.json {
-        out.json(&json!({ "repository": loc, "config": config }))?;
-    } else {
-        out.info(&format!(
-            "created cairn repository {} at {loc} (chunks {}/{}/{} bytes, compression {})",
-            config.id.short(),
-            config.chunker.min,
-            config.chunker.avg,
-            config.chunker.max,
-            config.compression
-        ));
-    }
-    Ok(0)
-}
 
 /// The volume name: the last component of the single path, or for Docker's
 /// `/var/lib/docker/volumes/NAME/_data` layout, NAME.
@@ -126,24 +107,20 @@ pub fn backup(cli: &Cli, out: &Out, args: &BackupArgs) -> Result<u8> {
     let s = &outcome.snapshot.summary;
     let id = outcome.snapshot_id.map(|i| i.to_hex());
     if out.json {
-        out.json(&json!({
-            "snapshot_id": id,
-            "parent": outcome.snapshot.parent,
-            "volume": outcome.snapshot.volume,
-            "dry_run": args.dry_run,
-            "files_new": s.files_new,
-            "files_changed": s.files_changed,
-            "files_unmodified": s.files_unmodified,
-            "dirs": s.dirs,
-            "others": s.others,
-            "bytes_read": s.bytes_read,
-            "total_bytes": s.total_bytes,
-            "blobs_added": s.blobs_added,
-            "bytes_added": s.bytes_added,
-            "bytes_added_stored": s.bytes_added_stored,
-            "duration_s": s.duration_s,
-            "errors": outcome.problems,
-        }))?;
+        // The stored summary, plus what only this run knows; `errors` lists
+        // the problems (the summary counts them).
+        let mut doc = serde_json::to_value(s)?;
+        doc["snapshot_id"] = json!(id);
+        doc["parent"] = json!(outcome.snapshot.parent);
+        doc["volume"] = json!(outcome.snapshot.volume);
+        doc["dry_run"] = json!(args.dry_run);
+        doc["errors"] = json!(outcome
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>());
+        doc["problems"] = json!(outcome.problems);
+        out.json(&doc)?;
     } else {
         out.info(&format!(
             "files: {} new, {} changed, {} unmodified; {} dirs; read {}, added {} ({} stored) in {:.2}s",

@@ -1,10 +1,10 @@
-//! `cairn diff` and `cairn mount`: looking at snapshots without restoring them.
+//! `cairn diff`: what changed between two snapshots.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use cairn_repo::ops::diff::{diff_trees, DiffSummary};
 use serde_json::json;
 
-use crate::args::{Cli, DiffArgs, MountArgs};
+use crate::args::{Cli, DiffArgs};
 use crate::location;
 use crate::output::{human_bytes, Out};
 
@@ -40,23 +40,5 @@ pub fn diff(cli: &Cli, out: &Out, args: &DiffArgs) -> Result<u8> {
         summary.metadata,
         summary.type_changed
     ));
-    Ok(0)
-}
-
-pub fn mount(cli: &Cli, out: &Out, args: &MountArgs) -> Result<u8> {
-    let mp = &args.mountpoint;
-    if !mp.is_dir() {
-        bail!("{}: mount point is not an existing directory", mp.display());
-    }
-    let repo = location::open(cli)?;
-    let fs = cairn_mount::prepare(repo)?;
-    out.info(&format!(
-        "serving {} at {} (read-only); Ctrl-C or `fusermount3 -u {}` to unmount",
-        location::location(cli),
-        mp.display(),
-        mp.display()
-    ));
-    cairn_mount::serve(fs, mp)?;
-    out.info("unmounted");
     Ok(0)
 }

@@ -3,25 +3,15 @@
 //! Only snapshot files are deleted; the data they referenced stays in the
 //! repository until a prune frees what no remaining snapshot uses.
 
-use std::collections::BTreeSet;
-
 use anyhow::{bail, Result};
-use cairn_repo::ops::forget::{self, GroupKey, Policy, Verdict};
+use cairn_repo::ops::forget::{self, GroupPlan, Policy};
 use cairn_repo::ops::prune::{prune, PruneOptions};
-use cairn_repo::{Id, Snapshot};
 use serde_json::{json, Value};
 
 use super::maintain::{print_prune, DEFAULT_MAX_UNUSED};
 use crate::args::{Cli, ForgetArgs};
 use crate::location;
 use crate::output::Out;
-
-/// One group's outcome, newest first within `keep` and `remove`.
-struct GroupPlan {
-    key: GroupKey,
-    keep: Vec<(Verdict, String)>,
-    remove: Vec<(Id, String)>,
-}
 
 pub fn forget(cli: &Cli, out: &Out, args: &ForgetArgs) -> Result<u8> {
     let policy = policy_of(args)?;
@@ -35,42 +25,20 @@ pub fn forget(cli: &Cli, out: &Out, args: &ForgetArgs) -> Result<u8> {
 
     let plans = match &policy {
         Some(policy) => {
-            let considered: Vec<&(Id, Snapshot)> =
-                all.iter().filter(|(_, s)| filter.matches(s)).collect();
-            let plans = by_policy(policy, considered)?;
+            let plans = forget::plan_policy(policy, &all, &filter)?;
             // Only now: a refusal must stay the one line on stderr.
             out.info(&format!("applying policy: keep {}", policy.describe()));
             plans
         }
         None => {
             let chosen = forget::resolve_ids(&all, &list.damaged, &args.snapshots, &filter)?;
-            let mut plans = by_id(&all, &chosen.valid);
-            if !chosen.damaged.is_empty() {
-                plans.push(GroupPlan {
-                    key: GroupKey {
-                        volume: "(damaged snapshots)".into(),
-                        host: String::new(),
-                        paths: Vec::new(),
-                    },
-                    keep: Vec::new(),
-                    remove: chosen
-                        .damaged
-                        .iter()
-                        .map(|id| (*id, String::new()))
-                        .collect(),
-                });
-            }
-            plans
+            forget::plan_ids(&all, &chosen)
         }
     };
 
     let removed: usize = plans.iter().map(|p| p.remove.len()).sum();
     if !args.dry_run {
-        for plan in &plans {
-            for (id, _) in &plan.remove {
-                repo.remove_snapshot(id)?;
-            }
-        }
+        forget::forget(&repo, &plans)?;
     }
 
     let pruned = if args.prune {
@@ -133,80 +101,7 @@ fn policy_of(args: &ForgetArgs) -> Result<Option<Policy>> {
         yearly,
         tags: args.keep_tags.clone(),
     };
-    if policy.is_empty() {
-        bail!("forget: every --keep-* count is 0, so the policy would remove every snapshot; refusing");
-    }
     Ok(Some(policy))
-}
-
-/// Apply the policy per group. A group the policy would empty (say a
-/// `--keep-tag` that no snapshot carries) stops the whole command before
-/// anything is removed: emptying a group is done by naming its snapshots.
-fn by_policy(policy: &Policy, considered: Vec<&(Id, Snapshot)>) -> Result<Vec<GroupPlan>> {
-    let mut plans = Vec::new();
-    for (key, members) in forget::group(considered) {
-        let candidates: Vec<_> = members
-            .iter()
-            .map(|(id, s)| forget::candidate(id, s))
-            .collect();
-        let time_of = |id: &Id| -> String {
-            members
-                .iter()
-                .find(|(i, _)| i == id)
-                .map(|(_, s)| s.time.clone())
-                .unwrap_or_default()
-        };
-        let verdicts = forget::apply(policy, &candidates);
-        if !verdicts.iter().any(Verdict::keep) {
-            bail!(
-                "forget: the policy keeps no snapshot of {}; refusing to remove all {} of them (name them by id to do that)",
-                describe(&key),
-                verdicts.len()
-            );
-        }
-        let mut plan = GroupPlan {
-            key,
-            keep: Vec::new(),
-            remove: Vec::new(),
-        };
-        for v in verdicts {
-            let time = time_of(&v.id);
-            if v.keep() {
-                plan.keep.push((v, time));
-            } else {
-                plan.remove.push((v.id, time));
-            }
-        }
-        plans.push(plan);
-    }
-    Ok(plans)
-}
-
-/// The named snapshots, grouped as the policy would group them.
-fn by_id(all: &[(Id, Snapshot)], chosen: &BTreeSet<Id>) -> Vec<GroupPlan> {
-    forget::group(all.iter().filter(|(id, _)| chosen.contains(id)))
-        .into_iter()
-        .map(|(key, members)| GroupPlan {
-            key,
-            keep: Vec::new(),
-            // `all` is oldest first; show newest first like a policy does.
-            remove: members
-                .iter()
-                .rev()
-                .map(|(id, s)| (*id, s.time.clone()))
-                .collect(),
-        })
-        .collect()
-}
-
-fn describe(key: &GroupKey) -> String {
-    let paths: Vec<String> = key.paths.iter().map(|p| p.display().to_string()).collect();
-    format!(
-        "volume {}, host {}, paths {}",
-        key.volume,
-        key.host,
-        paths.join(" ")
-    )
 }
 
 fn group_json(plan: &GroupPlan) -> Value {
@@ -236,7 +131,7 @@ fn print_plans(plans: &[GroupPlan]) {
         if i > 0 {
             println!();
         }
-        println!("{}", describe(&plan.key));
+        println!("{}", plan.key);
         println!(
             "  {:<6}  {:<8}  {:<19}  reasons",
             "action", "id", "time (UTC)"

@@ -199,7 +199,6 @@ fn collect(
 
 pub fn cat(cli: &Cli, out: &Out, args: &CatArgs) -> Result<u8> {
     let repo = location::open(cli)?;
-    let _ = out;
     let value = match (args.kind.as_str(), args.id.as_deref()) {
         ("config", _) => serde_json::to_value(repo.config())?,
         ("snapshot", Some(spec)) => {
@@ -214,6 +213,7 @@ pub fn cat(cli: &Cli, out: &Out, args: &CatArgs) -> Result<u8> {
         (kind, None) => bail!("cat {kind} needs an id"),
         (kind, Some(_)) => bail!("unknown object kind {kind}"),
     };
-    println!("{}", serde_json::to_string_pretty(&value)?);
+    // Every object prints as JSON, with or without --json.
+    out.json(&value)?;
     Ok(0)
 }

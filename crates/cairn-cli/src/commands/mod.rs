@@ -4,8 +4,10 @@ mod backup;
 mod bench;
 mod diff;
 mod forget;
+mod init;
 mod inspect;
 mod maintain;
+mod mount;
 mod restore;
 mod stats;
 
@@ -22,7 +24,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         verbose: cli.verbose,
     };
     match &cli.command {
-        Command::Init(a) => backup::init(&cli, &out, a),
+        Command::Init(a) => init::init(&cli, &out, a),
         Command::Backup(a) => backup::backup(&cli, &out, a),
         Command::Snapshots(a) => inspect::snapshots(&cli, &out, a),
         Command::Ls(a) => inspect::ls(&cli, &out, a),
@@ -32,7 +34,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Stats(a) => stats::stats(&cli, &out, a),
         Command::Bench(a) => bench::bench(&out, a),
         Command::Diff(a) => diff::diff(&cli, &out, a),
-        Command::Mount(a) => diff::mount(&cli, &out, a),
+        Command::Mount(a) => mount::mount(&cli, &out, a),
         Command::Prune(a) => maintain::prune(&cli, &out, a),
         Command::Check(a) => maintain::check(&cli, &out, a),
         Command::Repair(a) => maintain::repair(&cli, &out, a),

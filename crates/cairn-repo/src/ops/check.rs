@@ -15,8 +15,8 @@ use crate::format::pack::{parse_pack, BlobEntry};
 use crate::format::tree::NodeKind;
 use crate::ops::walk::{walk_paths, Descend};
 use crate::store::index::Location;
+use crate::store::packs::decode_blob;
 use crate::store::plans;
-use crate::store::repository::decode_blob;
 use crate::{Repository, Result};
 
 /// How much to read.

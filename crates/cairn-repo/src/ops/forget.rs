@@ -16,6 +16,8 @@
 //! zone snapshots are stored in, so the result does not depend on where
 //! `forget` runs. Everything here is a pure function of (id, time, tags);
 //! deleting is the caller's business.
+//! (Over 500 lines because of the hand-worked 20-snapshot table its tests
+//! check the rules against; the code itself is half that.)
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -317,6 +319,123 @@ pub fn resolve_ids(
         }
     }
     Ok(chosen)
+}
+
+/// What forget does to one group: snapshots kept (with the rules that keep
+/// them) and removed, newest first, each with its time.
+#[derive(Clone, Debug)]
+pub struct GroupPlan {
+    /// The group.
+    pub key: GroupKey,
+    /// Kept snapshots and why.
+    pub keep: Vec<(Verdict, String)>,
+    /// Removed snapshots.
+    pub remove: Vec<(Id, String)>,
+}
+
+/// Apply `policy` to the snapshots `filter` selects, per group. A group the
+/// policy would empty (say a `--keep-tag` that no snapshot carries) stops
+/// everything before anything is removed: emptying a group is done by
+/// naming its snapshots.
+pub fn plan_policy(
+    policy: &Policy,
+    all: &[(Id, Snapshot)],
+    filter: &crate::Filter,
+) -> crate::Result<Vec<GroupPlan>> {
+    if policy.is_empty() {
+        return Err(crate::Error::EmptyPolicy);
+    }
+    let considered = all.iter().filter(|(_, s)| filter.matches(s));
+    let mut plans = Vec::new();
+    for (key, members) in group(considered) {
+        let candidates: Vec<_> = members.iter().map(|(id, s)| candidate(id, s)).collect();
+        let time_of = |id: &Id| -> String {
+            members
+                .iter()
+                .find(|(i, _)| i == id)
+                .map(|(_, s)| s.time.clone())
+                .unwrap_or_default()
+        };
+        let verdicts = apply(policy, &candidates);
+        if !verdicts.iter().any(Verdict::keep) {
+            return Err(crate::Error::PolicyEmptiesGroup {
+                group: key.to_string(),
+                count: verdicts.len(),
+            });
+        }
+        let mut plan = GroupPlan {
+            key,
+            keep: Vec::new(),
+            remove: Vec::new(),
+        };
+        for v in verdicts {
+            let time = time_of(&v.id);
+            if v.keep() {
+                plan.keep.push((v, time));
+            } else {
+                plan.remove.push((v.id, time));
+            }
+        }
+        plans.push(plan);
+    }
+    Ok(plans)
+}
+
+/// The named snapshots, grouped as a policy would group them; damaged ones
+/// form a group of their own.
+pub fn plan_ids(all: &[(Id, Snapshot)], chosen: &Chosen) -> Vec<GroupPlan> {
+    let mut plans: Vec<GroupPlan> = group(all.iter().filter(|(id, _)| chosen.valid.contains(id)))
+        .into_iter()
+        .map(|(key, members)| GroupPlan {
+            key,
+            keep: Vec::new(),
+            // `all` is oldest first; show newest first like a policy does.
+            remove: members
+                .iter()
+                .rev()
+                .map(|(id, s)| (*id, s.time.clone()))
+                .collect(),
+        })
+        .collect();
+    if !chosen.damaged.is_empty() {
+        plans.push(GroupPlan {
+            key: GroupKey {
+                volume: "(damaged snapshots)".into(),
+                host: String::new(),
+                paths: Vec::new(),
+            },
+            keep: Vec::new(),
+            remove: chosen
+                .damaged
+                .iter()
+                .map(|id| (*id, String::new()))
+                .collect(),
+        });
+    }
+    plans
+}
+
+/// Remove the snapshots the plans remove; how many.
+pub fn forget(repo: &crate::Repository, plans: &[GroupPlan]) -> crate::Result<usize> {
+    let mut removed = 0;
+    for (id, _) in plans.iter().flat_map(|p| &p.remove) {
+        repo.remove_snapshot(id)?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+impl fmt::Display for GroupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let paths: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();
+        write!(
+            f,
+            "volume {}, host {}, paths {}",
+            self.volume,
+            self.host,
+            paths.join(" ")
+        )
+    }
 }
 
 #[cfg(test)]

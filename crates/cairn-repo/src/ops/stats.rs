@@ -14,22 +14,14 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use cairn_chunk::Id;
+use serde::Serialize;
 
 use crate::{Error, Repository, Result, Snapshot};
 
-/// A count of blobs and their sizes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Sizes {
-    /// Number of blobs.
-    pub count: u64,
-    /// Plain bytes.
-    pub raw: u64,
-    /// Bytes in packs.
-    pub stored: u64,
-}
+pub use crate::store::index::BlobTotals as Sizes;
 
 /// The distinct blobs some snapshots reference.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Referenced {
     /// File content.
     pub data: Sizes,
@@ -142,6 +134,123 @@ fn sizes(repo: &Repository, ids: Vec<Id>) -> Result<Sizes> {
         total.stored += u64::from(loc.entry.stored_len);
     }
     Ok(total)
+}
+
+/// What `cairn stats` reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatsReport {
+    /// `repository` (every indexed blob, including data no snapshot uses
+    /// until a prune) or `snapshots` (the data the selection references).
+    pub scope: &'static str,
+    /// Snapshots selected.
+    pub snapshots: usize,
+    /// Sum of their logical sizes.
+    pub logical_bytes: u64,
+    /// Distinct data, plain bytes.
+    pub unique_bytes: u64,
+    /// Bytes in packs (data and trees).
+    pub stored_bytes: u64,
+    /// Bytes of trees in packs.
+    pub tree_bytes: u64,
+    /// Distinct data chunks.
+    pub chunk_count: u64,
+    /// Their average plain size.
+    pub average_chunk_bytes: u64,
+    /// Logical / unique.
+    pub dedup_ratio: f64,
+    /// Unique / stored data.
+    pub compression_ratio: f64,
+    /// Logical / stored.
+    pub total_ratio: f64,
+    /// Per selected snapshot: what it alone references.
+    pub per_snapshot: Vec<SnapshotUsage>,
+}
+
+/// What one snapshot holds alone (what forgetting it and pruning frees).
+#[derive(Clone, Debug, Serialize)]
+pub struct SnapshotUsage {
+    /// Snapshot id.
+    pub id: Id,
+    /// Its time.
+    pub time: String,
+    /// Its volume.
+    pub volume: String,
+    /// Its logical size.
+    pub logical_bytes: u64,
+    /// Data only it references, stored bytes.
+    pub unique_stored_bytes: u64,
+    /// Data only it references, plain bytes.
+    pub unique_raw_bytes: u64,
+}
+
+/// Statistics of the snapshots `specs` names (all that `filter` passes when
+/// none). Without specs or a filter, the totals are the whole repository's;
+/// otherwise those of the distinct data the selection references.
+pub fn stats(repo: &Repository, specs: &[String], filter: &crate::Filter) -> Result<StatsReport> {
+    let all = repo.snapshots()?;
+    let mut chosen: Vec<usize> = Vec::new();
+    if specs.is_empty() {
+        chosen.extend((0..all.len()).filter(|&n| filter.matches(&all[n].1)));
+    } else {
+        for spec in specs {
+            let id = crate::format::snapshot::select(&all, spec, filter)?.0;
+            let n = all
+                .iter()
+                .position(|(i, _)| *i == id)
+                .expect("selected from all");
+            if !chosen.contains(&n) {
+                chosen.push(n);
+            }
+        }
+    }
+    let narrowed = !specs.is_empty()
+        || filter.volume.is_some()
+        || filter.host.is_some()
+        || !filter.tags.is_empty();
+    let (data, trees) = if narrowed {
+        let roots: Vec<_> = chosen.iter().map(|&n| all[n].1.tree).collect();
+        let r = referenced(repo, &roots)?;
+        (r.data, r.trees)
+    } else {
+        use crate::format::pack::BlobKind;
+        (
+            repo.index().totals(BlobKind::Data)?,
+            repo.index().totals(BlobKind::Tree)?,
+        )
+    };
+    let unique = exclusive(repo, &all, &chosen)?;
+    let logical: u64 = chosen.iter().map(|&n| all[n].1.summary.total_bytes).sum();
+    let stored = data.stored + trees.stored;
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let per_snapshot = chosen
+        .iter()
+        .zip(&unique)
+        .map(|(&n, u)| {
+            let (id, s) = &all[n];
+            SnapshotUsage {
+                id: *id,
+                time: s.time.clone(),
+                volume: s.volume.clone(),
+                logical_bytes: s.summary.total_bytes,
+                unique_stored_bytes: u.stored,
+                unique_raw_bytes: u.raw,
+            }
+        })
+        .collect();
+    Ok(StatsReport {
+        scope: if narrowed { "snapshots" } else { "repository" },
+        snapshots: chosen.len(),
+        logical_bytes: logical,
+        unique_bytes: data.raw,
+        stored_bytes: stored,
+        tree_bytes: trees.stored,
+        chunk_count: data.count,
+        average_chunk_bytes: data.raw.checked_div(data.count).unwrap_or(0),
+        dedup_ratio: ratio(logical, data.raw),
+        compression_ratio: ratio(data.raw, data.stored),
+        total_ratio: ratio(logical, stored),
+        per_snapshot,
+    })
 }
 
 #[cfg(test)]

@@ -25,9 +25,9 @@ pub struct Location {
     pub entry: BlobEntry,
 }
 
-/// Totals over the indexed blobs of one kind.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct KindTotals {
+/// A count of blobs and their sizes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BlobTotals {
     /// Number of blobs.
     pub count: u64,
     /// Plain bytes.
@@ -225,13 +225,13 @@ impl Index {
     }
 
     /// Counts and sizes per blob kind.
-    pub fn totals(&self, kind: BlobKind) -> Result<KindTotals> {
+    pub fn totals(&self, kind: BlobKind) -> Result<BlobTotals> {
         let conn = self.conn();
         conn.query_row(
             "SELECT COUNT(*), COALESCE(SUM(raw_len),0), COALESCE(SUM(stored_len),0) FROM blobs WHERE kind=?1",
             [kind as u8],
             |r| {
-                Ok(KindTotals {
+                Ok(BlobTotals {
                     count: r.get::<_, i64>(0)? as u64,
                     raw: r.get::<_, i64>(1)? as u64,
                     stored: r.get::<_, i64>(2)? as u64,

@@ -9,5 +9,6 @@ pub mod index;
 pub mod local;
 pub mod lock;
 pub mod packer;
+pub mod packs;
 pub mod plans;
 pub mod repository;
