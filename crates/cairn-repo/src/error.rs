@@ -137,6 +137,15 @@ pub enum Error {
         /// Its snapshots.
         count: usize,
     },
+    /// `init` where a repository already is.
+    #[error("{0}: a cairn repository already exists here")]
+    AlreadyARepository(String),
+    /// A source path that walks to nothing (excluded, or vanished).
+    #[error("{0}: nothing to back up")]
+    NothingToBackUp(PathBuf),
+    /// A worker thread of this process failed: a bug, never bad input.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
     /// Bad user input that is not a path problem.
     #[error("{0}")]
     Invalid(String),

@@ -1,8 +1,7 @@
 //! `cairn snapshots`, `cairn ls` and `cairn cat`: read-only views.
 
-use std::os::unix::ffi::OsStrExt;
-
 use anyhow::{bail, Result};
+use cairn_repo::ops::walk::{walk_paths, Descend};
 use cairn_repo::{Id, Node, NodeKind, Repository, Snapshot};
 use serde_json::{json, Value};
 
@@ -179,22 +178,20 @@ fn collect(
     let Some(tree_id) = dir.subtree else {
         return Ok(());
     };
-    for node in repo.load_tree(&tree_id)?.nodes {
-        let name = String::from_utf8_lossy(std::ffi::OsStr::from_bytes(&node.name).as_bytes())
-            .into_owned();
-        let path = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
-        let is_dir = node.kind == NodeKind::Dir;
-        rows.push((path.clone(), node));
-        if is_dir {
-            let node = rows.last().expect("just pushed").1.clone();
-            collect(repo, &node, &path, rows)?;
-        }
-    }
-    Ok(())
+    let mut failed = None;
+    walk_paths(
+        repo,
+        &tree_id,
+        prefix,
+        &mut |path, node| {
+            rows.push((path.to_string(), node.clone()));
+            Ok(Descend::Yes)
+        },
+        &mut |_, e| {
+            failed.get_or_insert(e);
+        },
+    )?;
+    failed.map_or(Ok(()), |e| Err(e.into()))
 }
 
 pub fn cat(cli: &Cli, out: &Out, args: &CatArgs) -> Result<u8> {

@@ -20,9 +20,9 @@ use crate::{Error, Repository, Result, Snapshot};
 
 pub use crate::store::index::BlobTotals as Sizes;
 
-/// The distinct blobs some snapshots reference.
+/// The sizes of the distinct blobs some snapshots reference.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Referenced {
+pub struct Usage {
     /// File content.
     pub data: Sizes,
     /// Directory trees.
@@ -30,9 +30,9 @@ pub struct Referenced {
 }
 
 /// Data blobs reached from the trees `roots`, each counted once, and the trees.
-pub fn referenced(repo: &Repository, roots: &[Id]) -> Result<Referenced> {
+pub fn usage(repo: &Repository, roots: &[Id]) -> Result<Usage> {
     let found = crate::ops::walk::referenced(repo, roots.iter().copied())?;
-    Ok(Referenced {
+    Ok(Usage {
         data: sizes(repo, found.data.into_iter().collect())?,
         trees: sizes(repo, found.trees.into_iter().collect())?,
     })
@@ -209,7 +209,7 @@ pub fn stats(repo: &Repository, specs: &[String], filter: &crate::Filter) -> Res
         || !filter.tags.is_empty();
     let (data, trees) = if narrowed {
         let roots: Vec<_> = chosen.iter().map(|&n| all[n].1.tree).collect();
-        let r = referenced(repo, &roots)?;
+        let r = usage(repo, &roots)?;
         (r.data, r.trees)
     } else {
         use crate::format::pack::BlobKind;
@@ -320,10 +320,10 @@ mod tests {
         assert_eq!(unique[0].stored, 3000, "compression none stores raw");
         assert_eq!(exclusive(&repo, &all[..1], &[0]).unwrap()[0].raw, 8000);
 
-        let first = referenced(&repo, &[all[0].1.tree]).unwrap();
+        let first = usage(&repo, &[all[0].1.tree]).unwrap();
         assert_eq!((first.data.count, first.data.raw), (2, 8000));
         assert_eq!(first.trees.count, 2, "root and sub");
-        let both = referenced(&repo, &[all[0].1.tree, all[1].1.tree]).unwrap();
+        let both = usage(&repo, &[all[0].1.tree, all[1].1.tree]).unwrap();
         assert_eq!((both.data.count, both.data.raw), (3, 10_000));
         assert_eq!(both.trees.count, 3, "two roots, one shared sub");
     }

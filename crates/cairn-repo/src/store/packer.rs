@@ -256,7 +256,7 @@ impl Drop for Packer {
 }
 
 fn uploader_gone() -> Error {
-    Error::Invalid("pack uploader stopped after an earlier error".into())
+    Error::Internal("the pack uploader stopped after an earlier error")
 }
 
 /// The thread that stores finished packs.
@@ -302,7 +302,7 @@ impl Uploader {
         self.tx.take();
         self.handle
             .join()
-            .unwrap_or_else(|_| Err(Error::Invalid("pack uploader panicked".into())))
+            .unwrap_or_else(|_| Err(Error::Internal("the pack uploader panicked")))
     }
 }
 

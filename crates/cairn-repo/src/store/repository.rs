@@ -50,10 +50,7 @@ impl Repository {
     pub fn init(backend: &dyn Backend, config: &Config) -> Result<()> {
         if backend.probe()? == LocationState::Occupied {
             return Err(match backend.get(layout::CONFIG) {
-                Ok(_) => Error::Invalid(format!(
-                    "{}: a cairn repository already exists here",
-                    backend.location()
-                )),
+                Ok(_) => Error::AlreadyARepository(backend.location()),
                 Err(_) => Error::NotEmpty(backend.location()),
             });
         }

@@ -28,7 +28,7 @@ impl Ctx<'_> {
             drop(dir_tx);
             let assembled = assembler.join();
             let (top, root_meta) = result?;
-            assembled.map_err(|_| Error::Invalid("tree assembler panicked".into()))?;
+            assembled.map_err(|_| Error::Internal("the tree assembler panicked"))?;
             let id = top
                 .recv()
                 .map_err(|_| self.fatal_or("tree assembly stopped"))?;
@@ -36,12 +36,12 @@ impl Ctx<'_> {
         })
     }
 
-    fn fatal_or(&self, what: &str) -> Error {
+    fn fatal_or(&self, what: &'static str) -> Error {
         self.fatal
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
-            .unwrap_or_else(|| Error::Invalid(what.into()))
+            .unwrap_or_else(|| Error::Internal(what))
     }
 
     fn walk_all<'s>(
@@ -190,7 +190,7 @@ impl Ctx<'_> {
         while !stack.is_empty() {
             self.pop_dir(&mut stack, &mut top, dir_tx)?;
         }
-        top.ok_or_else(|| Error::Invalid(format!("{}: nothing to back up", root.display())))
+        top.ok_or_else(|| Error::NothingToBackUp(root.to_path_buf()))
     }
 
     fn pop_dir(

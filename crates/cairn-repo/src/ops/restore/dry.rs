@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::dest::{Dest, Found};
-use super::fill::same_chunk;
+use super::fill::compare_chunks;
 use super::plan::{Filters, Step, Walk};
 use super::{Planned, Problem, RestoreOptions, RestoreOutcome, BATCH_FILES};
 use crate::format::tree::Node;
@@ -170,18 +170,10 @@ fn differing_bytes(dest: Option<&Dest>, rel: &Path, node: &Node) -> Option<u64> 
         Ok(Found::File { nlink: 1, .. }) => d.open_file(rel, false).ok(),
         _ => None,
     });
-    let mut scratch = Vec::new();
-    let mut offset = 0u64;
-    let mut differing = 0u64;
-    for c in &node.content {
-        let same = file
-            .as_ref()
-            .is_some_and(|f| same_chunk(f, offset, c.len, &c.id, &mut scratch));
-        if !same {
-            differing += u64::from(c.len);
-        }
-        offset += u64::from(c.len);
-    }
+    let differing: u64 = compare_chunks(file.as_ref(), node)
+        .filter(|(_, same)| !same)
+        .map(|((_, _, len), _)| u64::from(len))
+        .sum();
     let size_ok = file
         .as_ref()
         .and_then(|f| f.metadata().ok())

@@ -35,7 +35,7 @@ pub(crate) struct BatchFile {
 }
 
 /// A chunk a file needs: blob id, file offset, length.
-type Need = (Id, u64, u32);
+pub(crate) type Need = (Id, u64, u32);
 
 /// Where one blob goes: file `file` of the batch at `offset`, `len` bytes.
 #[derive(Clone, Copy)]
@@ -137,25 +137,21 @@ impl Filler<'_> {
 
     fn prepare_inner(&self, f: &BatchFile, slot: &mut SlotState) -> Result<Vec<Need>, String> {
         let io = |e: std::io::Error| e.to_string();
-        let chunks = || {
-            let mut offset = 0;
-            f.node.content.iter().map(move |c| {
-                let at = offset;
-                offset += u64::from(c.len);
-                (c.id, at, c.len)
-            })
+        let all = || {
+            compare_chunks(None, &f.node)
+                .map(|(need, _)| need)
+                .collect()
         };
         match self.dest.found(&f.rel).map_err(io)? {
             Found::File { nlink, size } if self.updatable(f, nlink) => {
                 let file = self.dest.open_file(&f.rel, true).map_err(io)?;
-                let mut scratch = Vec::new();
                 let mut needs = Vec::new();
-                for (id, offset, len) in chunks() {
-                    if same_chunk(&file, offset, len, &id, &mut scratch) {
-                        self.counters.add_unchanged(u64::from(len));
-                        self.progress.bytes(u64::from(len));
+                for (need, same) in compare_chunks(Some(&file), &f.node) {
+                    if same {
+                        self.counters.add_unchanged(u64::from(need.2));
+                        self.progress.bytes(u64::from(need.2));
                     } else {
-                        needs.push((id, offset, len));
+                        needs.push(need);
                     }
                 }
                 file.set_len(f.node.size).map_err(io)?;
@@ -171,12 +167,12 @@ impl Filler<'_> {
                 }
                 Ok(needs)
             }
-            Found::Nothing => self.prepare_new(f, chunks().collect()),
+            Found::Nothing => self.prepare_new(f, all()),
             _ => {
                 // A directory, a link or a file with other names: replaced,
                 // never written through.
                 self.dest.remove(&f.rel).map_err(io)?;
-                self.prepare_new(f, chunks().collect())
+                self.prepare_new(f, all())
             }
         }
     }
@@ -352,16 +348,23 @@ impl Filler<'_> {
     }
 }
 
-/// Whether `len` bytes at `offset` of `file` hash to `id`.
-pub(crate) fn same_chunk(
-    file: &File,
-    offset: u64,
-    len: u32,
-    id: &Id,
-    scratch: &mut Vec<u8>,
-) -> bool {
-    scratch.resize(len as usize, 0);
-    file.read_exact_at(scratch, offset).is_ok() && Id::of(scratch) == *id
+/// Each chunk of `node` as (id, offset, length, whether `file` already
+/// holds exactly those bytes there). With no file, nothing is held.
+pub(crate) fn compare_chunks<'a>(
+    file: Option<&'a File>,
+    node: &'a Node,
+) -> impl Iterator<Item = (Need, bool)> + 'a {
+    let mut scratch = Vec::new();
+    let mut offset = 0u64;
+    node.content.iter().map(move |c| {
+        let at = offset;
+        offset += u64::from(c.len);
+        let same = file.is_some_and(|f| {
+            scratch.resize(c.len as usize, 0);
+            f.read_exact_at(&mut scratch, at).is_ok() && Id::of(&scratch) == c.id
+        });
+        ((c.id, at, c.len), same)
+    })
 }
 
 fn is_zero(buf: &[u8]) -> bool {

@@ -27,7 +27,7 @@ use crate::format::tree::{Node, NodeKind};
 use crate::ops::fsmeta;
 use crate::{Error, Repository, Result};
 use dest::{Dest, Found};
-use fill::{same_chunk, BatchFile, Filler};
+use fill::{compare_chunks, BatchFile, Filler};
 use plan::{Filters, Step, Walk};
 
 /// Files per batch, at most.
@@ -465,12 +465,6 @@ fn verify_file(dest: &Dest, rel: &Path, node: &Node) -> bool {
     let Ok(file) = dest.open_file(rel, false) else {
         return false;
     };
-    let mut scratch = Vec::new();
-    let mut offset = 0u64;
-    let chunks_ok = node.content.iter().all(|c| {
-        let ok = same_chunk(&file, offset, c.len, &c.id, &mut scratch);
-        offset += u64::from(c.len);
-        ok
-    });
-    chunks_ok && file.metadata().is_ok_and(|m| m.len() == node.size)
+    compare_chunks(Some(&file), node).all(|(_, same)| same)
+        && file.metadata().is_ok_and(|m| m.len() == node.size)
 }
