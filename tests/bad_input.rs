@@ -37,7 +37,12 @@ fn backup_skips_unreadable_file_and_exits_3() {
             return;
         }
         // Let uid 65534 reach and write the environment.
-        for p in [env.dir.path(), src.as_path(), &src.join("sub")] {
+        for p in [
+            env.dir.path(),
+            &env.path("home"),
+            src.as_path(),
+            &src.join("sub"),
+        ] {
             fs::set_permissions(p, fs::Permissions::from_mode(0o777)).unwrap();
         }
     }

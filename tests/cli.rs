@@ -133,10 +133,12 @@ fn sorted_paths(v: &Value) -> Vec<String> {
 
 /// Two snapshots whose ids share a 4-digit prefix: written directly as
 /// snapshot documents (the id is the BLAKE3 hash of the stored bytes), since
-/// finding such a pair by backing up would take hundreds of backups.
+/// finding such a pair by backing up would take hundreds of backups. A
+/// plaintext repository, so the documents can be written by hand.
 #[test]
 fn ambiguous_snapshot_prefix_is_an_error() {
     let env = Env::new();
+    env.ok(["init", "--insecure-no-encryption"]);
     let src = env.path("src");
     write(&src.join("f.txt"), b"f\n");
     let id = env.backup(&src, &[])["snapshot_id"]
@@ -404,7 +406,10 @@ fn json_outputs_parse() {
 
     let cfg = env.json(["cat", "config"]);
     has_keys(&cfg, &["version", "chunker", "compression"], "cat config");
-    assert_eq!(cfg["version"], 1);
+    assert_eq!(
+        cfg["version"], 2,
+        "new repositories are encrypted (format 2)"
+    );
     has_keys(
         &cfg["chunker"],
         &["min", "avg", "max"],

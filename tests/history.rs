@@ -217,7 +217,8 @@ fn stats_reports_what_each_snapshot_alone_references() {
     };
     let (raw, stored) = unique(&second);
     assert_eq!(raw, 40_000, "random bytes: one file, stored raw");
-    assert!(stored > 0 && stored <= raw + 64, "{stored}");
+    // Stored raw, plus 40 bytes of nonce and tag per encrypted chunk.
+    assert!(stored > 0 && stored <= raw + 256, "{stored}");
     assert_eq!(unique(&first), (0, 0), "the third has the same data");
     assert_eq!(unique(&third), (0, 0), "the first has the same data");
 

@@ -114,9 +114,12 @@ fn write_lock(env: &Env, run: &str, time: &str) {
     );
 }
 
+/// Locks are written by hand, so the repository is a plaintext one (in an
+/// encrypted one a lock that cannot be read counts as alive).
 #[test]
 fn prune_defers_deletion_while_a_backup_runs_and_ignores_stale_locks() {
     let env = Env::new();
+    env.ok(["init", "--insecure-no-encryption"]);
     let src = env.path("src");
     write(&src.join("a"), random_bytes(5, 1 << 20));
     let first = id_of(&env.backup(&src, &[]));

@@ -204,7 +204,7 @@ fn forged_lengths_and_names_do_not_bring_the_mount_down() {
     }
     let env = Env::new();
     env.ok(["init"]);
-    let mut f = forge::Forge::new(&env.repo);
+    let mut f = forge::Forge::new(&env);
     let real = f.blob(&random_bytes(1, 100));
     let short = cairn_repo::format::tree::ChunkRef { len: 50, ..real };
     let long = cairn_repo::format::tree::ChunkRef { len: 150, ..real };

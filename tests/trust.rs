@@ -149,7 +149,7 @@ fn forged_unsafe_names_never_reach_outside_the_target() {
     env.ok(["init"]);
     let outside = canary(&env);
     for bad in [&b".."[..], b".", b"a/b", b"", b"x\0y"] {
-        let mut f = Forge::new(&env.repo);
+        let mut f = Forge::new(&env);
         let payload = f.blob(b"payload");
         let inner = f.tree(vec![forge::file(b"canary", vec![payload])]);
         let root = f.tree(vec![
@@ -215,7 +215,7 @@ fn links_planted_in_a_live_target_are_replaced_not_followed() {
 fn lying_chunk_lengths_are_damage_not_wrong_content() {
     let env = Env::new();
     env.ok(["init"]);
-    let mut f = Forge::new(&env.repo);
+    let mut f = Forge::new(&env);
     let real = f.blob(&random_bytes(1, 100));
     let other = f.blob(&random_bytes(2, 100));
     let short = cairn_repo::format::tree::ChunkRef { len: 50, ..real };

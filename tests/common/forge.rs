@@ -3,8 +3,10 @@
 //! snapshots naming them, as an attacker with write access to a repository
 //! (or a bit flip) could produce.
 
-use std::path::Path;
 use std::sync::Arc;
+
+use cairn_repo::format::crypto::{parse_key_file, Secret};
+use cairn_repo::store::keys::KeySource;
 
 use cairn_repo::format::pack::BlobKind;
 use cairn_repo::format::segment::Segment;
@@ -20,11 +22,31 @@ pub struct Forge {
     data: Vec<(Id, Vec<u8>)>,
 }
 
+/// The key files `init` made in an environment's home: a forger who has
+/// the repository's key (a stolen key, or a plaintext repository).
+struct HomeKeys(std::path::PathBuf);
+
+impl KeySource for HomeKeys {
+    fn secrets(&self, _: &Id) -> Result<Vec<Secret>, String> {
+        let dir = self.0.join(".config/cairn/keys");
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Ok(Vec::new());
+        };
+        Ok(entries
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|t| parse_key_file(&t).map(Secret::KeyFile))
+            .collect())
+    }
+}
+
 impl Forge {
-    /// Forge into the repository at `repo` (it must exist).
-    pub fn new(repo: &Path) -> Forge {
+    /// Forge into the environment's repository (it must exist).
+    pub fn new(env: &super::Env) -> Forge {
+        let keys = HomeKeys(env.path("home"));
         Forge {
-            repo: Repository::open(Arc::new(LocalBackend::new(repo)), None).unwrap(),
+            repo: Repository::open_with(Arc::new(LocalBackend::new(&env.repo)), None, &keys)
+                .unwrap(),
             trees: Vec::new(),
             data: Vec::new(),
         }
@@ -32,7 +54,7 @@ impl Forge {
 
     /// A data blob; returns its id and length for chunk references.
     pub fn blob(&mut self, data: &[u8]) -> ChunkRef {
-        let id = Id::of(data);
+        let id = self.repo.blob_id(data);
         self.data.push((id, data.to_vec()));
         ChunkRef {
             id,
@@ -43,14 +65,18 @@ impl Forge {
     /// A tree of exactly these nodes (encoded as given, unchecked).
     pub fn tree(&mut self, nodes: Vec<Node>) -> Id {
         let bytes = Tree { nodes }.encode();
-        let id = Id::of(&bytes);
+        let id = self.repo.blob_id(&bytes);
         self.trees.push((id, bytes));
         id
     }
 
     /// Store everything and a snapshot whose root is `root`; its id.
     pub fn snapshot(self, root: Id) -> String {
-        let uploader = Uploader::start(self.repo.backend().clone(), false);
+        let uploader = Uploader::start(
+            self.repo.backend().clone(),
+            self.repo.codec().clone(),
+            false,
+        );
         {
             let trees = uploader.packer(BlobKind::Tree, 1 << 20);
             let data = uploader.packer(BlobKind::Data, 1 << 20);

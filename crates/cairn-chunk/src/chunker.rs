@@ -7,7 +7,7 @@
 use std::io::{self, Read};
 use std::ops::Range;
 
-use fastcdc::v2020::FastCDC;
+use fastcdc::v2020::{FastCDC, Normalization};
 
 use crate::ChunkerParams;
 
@@ -19,13 +19,26 @@ const MIN_BLOCK: usize = 1 << 20;
 pub struct Chunker {
     params: ChunkerParams,
     block: usize,
+    /// XORed into FastCDC's gear table (0: the published table). Encrypted
+    /// repositories derive it from their key, so that cut points, and with
+    /// them chunk lengths, cannot be predicted from known content.
+    seed: u64,
 }
 
 impl Chunker {
     /// A chunker for these (validated) parameters.
     pub fn new(params: ChunkerParams) -> Chunker {
+        Chunker::with_seed(params, 0)
+    }
+
+    /// A chunker whose gear table is modified by `seed` (0: none).
+    pub fn with_seed(params: ChunkerParams, seed: u64) -> Chunker {
         let block = MIN_BLOCK.max(2 * params.max as usize);
-        Chunker { params, block }
+        Chunker {
+            params,
+            block,
+            seed,
+        }
     }
 
     /// The parameters this chunker cuts with.
@@ -41,9 +54,13 @@ impl Chunker {
     /// Cut `data`, which is a whole stream, into chunk ranges.
     pub fn cut_all(&self, data: &[u8]) -> Vec<Range<usize>> {
         let p = self.params;
-        FastCDC::new(data, p.min as usize, p.avg as usize, p.max as usize)
-            .map(|c| c.offset..c.offset + c.length)
-            .collect()
+        let (min, avg, max) = (p.min as usize, p.avg as usize, p.max as usize);
+        let cuts = if self.seed == 0 {
+            FastCDC::new(data, min, avg, max)
+        } else {
+            FastCDC::with_level_and_seed(data, min, avg, max, Normalization::Level1, self.seed)
+        };
+        cuts.map(|c| c.offset..c.offset + c.length).collect()
     }
 
     /// Read `reader` to the end and call `batch(block, cuts)` for each block
@@ -182,6 +199,17 @@ mod tests {
             .map(|r| data[r].to_vec())
             .collect();
         assert_eq!(streamed(&chunker, &data), whole);
+    }
+
+    #[test]
+    fn a_seed_moves_the_cut_points() {
+        let data = noise_n(1 << 20, 9);
+        let params = ChunkerParams::from_avg(16 << 10).unwrap();
+        let plain = Chunker::new(params).cut_all(&data);
+        assert_eq!(Chunker::with_seed(params, 0).cut_all(&data), plain);
+        let seeded = Chunker::with_seed(params, 0x5eed).cut_all(&data);
+        assert_ne!(seeded, plain);
+        assert_eq!(seeded.last().unwrap().end, data.len());
     }
 
     #[test]

@@ -34,6 +34,37 @@ impl Id {
     }
 }
 
+/// How blob ids are computed: plain BLAKE3 (format 1), or BLAKE3 keyed
+/// with a repository secret (format 2), so that an id says nothing about
+/// content to anyone without the key.
+#[derive(Clone, Default)]
+pub enum IdHasher {
+    /// `BLAKE3(data)`.
+    #[default]
+    Plain,
+    /// `BLAKE3-keyed(key, data)`.
+    Keyed(zeroize::Zeroizing<[u8; 32]>),
+}
+
+impl IdHasher {
+    /// The id of `data`.
+    pub fn id(&self, data: &[u8]) -> Id {
+        match self {
+            IdHasher::Plain => Id::of(data),
+            IdHasher::Keyed(key) => Id(*blake3::keyed_hash(key, data).as_bytes()),
+        }
+    }
+}
+
+impl fmt::Debug for IdHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IdHasher::Plain => "IdHasher::Plain",
+            IdHasher::Keyed(_) => "IdHasher::Keyed(..)",
+        })
+    }
+}
+
 /// A string that is not 64 hex digits.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid id {0:?}: expected 64 hex digits")]

@@ -33,7 +33,7 @@ pub mod walk;
 
 pub use chunker::Chunker;
 pub use compress::{Compression, CompressionError};
-pub use id::{Id, IdParseError};
+pub use id::{Id, IdHasher, IdParseError};
 pub use params::{parse_size, ChunkerParams, ParamsError};
 pub use pipeline::{ChunkOut, FileChunker};
 pub use walk::{Entry, PathMatcher, WalkError, WalkOptions, Walker};

@@ -10,7 +10,7 @@ use std::io::{self, Read};
 use rayon::prelude::*;
 
 use crate::chunker::Block;
-use crate::{Chunker, Compression, Id};
+use crate::{Chunker, Compression, Id, IdHasher};
 
 /// The bytes to store for a newly claimed chunk.
 #[derive(Debug)]
@@ -37,14 +37,25 @@ pub struct ChunkOut {
 pub struct FileChunker {
     chunker: Chunker,
     compression: Compression,
+    hasher: IdHasher,
 }
 
 impl FileChunker {
     /// A file chunker for these settings.
     pub fn new(chunker: Chunker, compression: Compression) -> FileChunker {
+        FileChunker::with_hasher(chunker, compression, IdHasher::Plain)
+    }
+
+    /// A file chunker that names chunks with `hasher`.
+    pub fn with_hasher(
+        chunker: Chunker,
+        compression: Compression,
+        hasher: IdHasher,
+    ) -> FileChunker {
         FileChunker {
             chunker,
             compression,
+            hasher,
         }
     }
 
@@ -56,7 +67,7 @@ impl FileChunker {
     /// Prepare one chunk: hash it and, if `claim` says the caller wants it
     /// stored, compress it.
     pub fn prepare(&self, raw: &[u8], claim: &(dyn Fn(&Id) -> bool + Sync)) -> ChunkOut {
-        let id = Id::of(raw);
+        let id = self.hasher.id(raw);
         let stored = claim(&id).then(|| match self.compression.compress(raw) {
             Some(bytes) => Stored {
                 bytes,

@@ -23,6 +23,21 @@ pub struct Cli {
     /// Directory for the local index cache. Default: $XDG_CACHE_HOME.
     #[arg(long, global = true, env = "CAIRN_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Read the repository password from this file (the first line). The
+    /// password can also come from CAIRN_PASSWORD.
+    #[arg(long, global = true, env = "CAIRN_PASSWORD_FILE", value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Run this command (with sh -c) and use its output as the password.
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_PASSWORD_COMMAND",
+        value_name = "CMD"
+    )]
+    pub password_command: Option<String>,
+    /// Unlock the repository with this key file instead of a password.
+    #[arg(long, global = true, env = "CAIRN_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -58,6 +73,41 @@ pub enum Command {
     /// Dedup, compression, index size and speed of trees under several
     /// chunker settings, without a repository.
     Bench(BenchArgs),
+    /// Manage the passwords and key files that unlock an encrypted repository.
+    Key(KeyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    pub what: KeyCommand,
+}
+
+/// Where a new password or key comes from (`key add`, `key passwd`).
+#[derive(Args, Debug, Clone)]
+pub struct NewSecretArgs {
+    /// Read the new password from this file. The new password can also come
+    /// from CAIRN_NEW_PASSWORD.
+    #[arg(long, value_name = "FILE")]
+    pub new_password_file: Option<PathBuf>,
+    /// Use this key file (created, 0600, with a random key if it does not exist).
+    #[arg(long, value_name = "FILE", conflicts_with = "new_password_file")]
+    pub new_key_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// List the key slots: id, kind, when and where each was added.
+    List,
+    /// Add a password or key file that unlocks the repository.
+    Add(NewSecretArgs),
+    /// Remove a key slot (never the last one).
+    Remove {
+        /// Key id (or a unique prefix of at least 4 hex digits).
+        id: String,
+    },
+    /// Replace the password or key file you unlocked with by a new one.
+    Passwd(NewSecretArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -84,6 +134,9 @@ pub struct ChunkArgs {
 pub struct InitArgs {
     #[command(flatten)]
     pub chunk: ChunkArgs,
+    /// Make a plaintext repository: anyone who can read it reads your data.
+    #[arg(long)]
+    pub insecure_no_encryption: bool,
 }
 
 #[derive(Args, Debug, Default, Clone)]

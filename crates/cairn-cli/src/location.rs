@@ -9,13 +9,17 @@ use std::sync::Arc;
 
 use cairn_repo::{Backend, Config, LocalBackend, LocationState, Repository};
 
+use cairn_repo::format::crypto::{calibrate_iterations, Secret};
+use cairn_repo::store::keys::init_encrypted;
+
 use crate::args::{ChunkArgs, Cli};
+use crate::keys::{create_key_file, default_key_file, owner, CliKeys};
 
 fn home() -> PathBuf {
     std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from)
 }
 
-fn xdg(var: &str, fallback: &str) -> PathBuf {
+pub fn xdg(var: &str, fallback: &str) -> PathBuf {
     std::env::var_os(var)
         .filter(|v| !v.is_empty())
         .map_or_else(|| home().join(fallback), PathBuf::from)
@@ -48,11 +52,18 @@ pub fn cache_root(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|| xdg("XDG_CACHE_HOME", ".cache"))
 }
 
-/// Open the repository, failing if it does not exist.
+/// Open the repository, failing if it does not exist; an encrypted one is
+/// unlocked with the password or key the user gave (or the key file made
+/// for it at creation).
 pub fn open(cli: &Cli) -> Result<Repository> {
     let loc = location(cli);
     let backend = backend_for(&loc)?;
-    Ok(Repository::open(backend, Some(&cache_root(cli)))?)
+    let keys = CliKeys { cli };
+    Ok(Repository::open_with(
+        backend,
+        Some(&cache_root(cli)),
+        &keys,
+    )?)
 }
 
 /// A config from `--chunk-*` and `--compression`.
@@ -99,10 +110,54 @@ fn pack_size(v: &str) -> Result<u32> {
     }
 }
 
-/// Create a repository at `loc`.
-pub fn init_at(loc: &str, config: &Config) -> Result<()> {
-    Repository::init(&*backend_for(loc)?, config)?;
-    Ok(())
+/// How a new repository is protected.
+pub enum Protection {
+    /// Format 1, plaintext.
+    None,
+    /// Encrypted with the password or key file the user gave.
+    Given,
+    /// Encrypted with a new random key file, made at this path.
+    NewKeyFile(PathBuf),
+}
+
+/// The time a password slot's Argon2id should take here.
+const KDF_TARGET: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Create a repository at `loc`: encrypted unless `insecure`, with the
+/// user's password or key file, else a new key file in the config dir.
+pub fn create(cli: &Cli, config: &Config, insecure: bool) -> Result<Protection> {
+    let backend = backend_for(&location(cli))?;
+    if insecure {
+        Repository::init(&*backend, config)?;
+        return Ok(Protection::None);
+    }
+    let given = CliKeys { cli }.given()?;
+    let (secret, protection) = match given {
+        Some(secret) => (secret, Protection::Given),
+        None => {
+            let path = default_key_file(&config.id);
+            (create_key_file(&path)?, Protection::NewKeyFile(path))
+        }
+    };
+    let iterations = match secret {
+        Secret::Password(_) => calibrate_iterations(KDF_TARGET),
+        Secret::KeyFile(_) => 1,
+    };
+    init_encrypted(&*backend, config, &secret, iterations, &owner())?;
+    Ok(protection)
+}
+
+/// The line that tells a user how their new repository is protected.
+pub fn protection_note(loc: &str, p: &Protection) -> String {
+    match p {
+        Protection::None => format!("created plaintext repository at {loc} (not encrypted)"),
+        Protection::Given => format!("created encrypted repository at {loc}"),
+        Protection::NewKeyFile(path) => format!(
+            "created encrypted repository at {loc}; its key is in {} (0600): keep a copy somewhere safe, \
+             or add a password with `cairn key add`",
+            path.display()
+        ),
+    }
 }
 
 /// Whether nothing is at `loc` yet (so `backup` may create a repository there).

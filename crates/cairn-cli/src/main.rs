@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod keys;
 mod location;
 mod output;
 
@@ -16,14 +17,14 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
-            ExitCode::from(1)
+            ExitCode::from(exit_code(&e))
         }
     }
 }
 
 /// The error and its causes on one line, without repeating a cause that the
 /// message above it already includes.
-fn one_line(e: &anyhow::Error) -> String {
+pub fn one_line(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let s = cause.to_string();
@@ -36,4 +37,16 @@ fn one_line(e: &anyhow::Error) -> String {
         out.push_str(&s);
     }
     out.replace('\n', " ")
+}
+
+/// Exit codes integrators already handle (restic's numbers): 10 the
+/// repository does not exist, 12 a wrong or missing password or key, 1
+/// anything else.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    use cairn_repo::Error;
+    match e.chain().find_map(|c| c.downcast_ref::<Error>()) {
+        Some(Error::NoRepository(_)) => 10,
+        Some(Error::WrongKey(_) | Error::KeyRequired(_) | Error::KeySource(_)) => 12,
+        _ => 1,
+    }
 }

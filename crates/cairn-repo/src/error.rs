@@ -18,6 +18,24 @@ pub enum Error {
     /// `init` on a location that already holds something.
     #[error("{0}: already exists and is not empty; refusing to create a repository there")]
     NotEmpty(String),
+    /// An encrypted repository and no password or key given.
+    #[error("{0}: the repository is encrypted; give its password (CAIRN_PASSWORD, --password-file, --password-command) or --key-file")]
+    KeyRequired(String),
+    /// No key slot opens with the secrets given.
+    #[error("{0}: wrong password or key (no key slot of the repository opens with it)")]
+    WrongKey(String),
+    /// Getting the password or key failed (a command, a file).
+    #[error("{0}")]
+    KeySource(String),
+    /// A key command on a plaintext repository.
+    #[error("{0}: the repository is not encrypted (it has no keys)")]
+    NotEncrypted(String),
+    /// No key slot has this id.
+    #[error("no key {0} in this repository; `cairn key list` shows them")]
+    NoSuchKey(String),
+    /// Removing the only key slot.
+    #[error("key {0} is the repository's last key; add another first (`cairn key add`)")]
+    LastKey(String),
     /// Written by a newer cairn.
     #[error("{location}: repository format version {found} is newer than this cairn supports ({supported}); upgrade cairn")]
     NewerFormat {

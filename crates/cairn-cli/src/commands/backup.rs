@@ -59,12 +59,13 @@ fn absolute_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 /// Open the repository, creating a missing local one with default settings.
-fn open_or_create(cli: &Cli, out: &Out, args: &BackupArgs) -> Result<cairn_repo::Repository> {
+fn open_or_create(cli: &Cli, args: &BackupArgs) -> Result<cairn_repo::Repository> {
     let loc = location::location(cli);
     if location::is_vacant(&loc)? {
         let config = location::config_from(&args.chunk)?;
-        location::init_at(&loc, &config)?;
-        out.info(&format!("created new repository at {loc}"));
+        let protection = location::create(cli, &config, false)?;
+        // Said even with --quiet: it is the only time the key file is named.
+        eprintln!("{}", location::protection_note(&loc, &protection));
     }
     location::open(cli)
 }
@@ -89,7 +90,7 @@ pub fn backup(cli: &Cli, out: &Out, args: &BackupArgs) -> Result<u8> {
         dry_run: args.dry_run,
     };
     opts.validate()?;
-    let repo = open_or_create(cli, out, args)?;
+    let repo = open_or_create(cli, args)?;
     opts.parent = match &args.parent {
         Some(spec) => Some(repo.find_snapshot(spec, &cairn_repo::Filter::default())?),
         None => engine::find_parent(&repo, &opts)?,

@@ -6,6 +6,7 @@ mod diff;
 mod forget;
 mod init;
 mod inspect;
+mod key;
 mod maintain;
 mod mount;
 mod restore;
@@ -38,6 +39,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Prune(a) => maintain::prune(&cli, &out, a),
         Command::Check(a) => maintain::check(&cli, &out, a),
         Command::Repair(a) => maintain::repair(&cli, &out, a),
+        Command::Key(a) => key::key(&cli, &out, a),
     }
 }
 

@@ -3,8 +3,9 @@
 use cairn_chunk::{ChunkerParams, Compression, Id};
 use serde::{Deserialize, Serialize};
 
-/// Format version this cairn writes and the highest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The highest format version this cairn reads: 1 (plaintext) and 2
+/// (encrypted, the default for new repositories).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Default pack size target: packs are closed once they hold this much.
 pub const DEFAULT_PACK_SIZE: u32 = 16 << 20;
@@ -30,7 +31,7 @@ impl Config {
     /// A fresh config with a random id.
     pub fn new(chunker: ChunkerParams, compression: Compression) -> Config {
         Config {
-            version: FORMAT_VERSION,
+            version: 1,
             id: crate::random::random_id(),
             chunker,
             compression,

@@ -22,6 +22,8 @@ pub enum FileType {
     Snapshot,
     /// A prune plan (not its `.wait`).
     Plan,
+    /// A key slot of an encrypted repository.
+    Key,
 }
 
 impl FileType {
@@ -32,6 +34,7 @@ impl FileType {
             FileType::Index => "index/",
             FileType::Snapshot => "snapshots/",
             FileType::Plan => "plans/",
+            FileType::Key => "keys/",
         }
     }
 
@@ -42,6 +45,7 @@ impl FileType {
             FileType::Index => "index segment",
             FileType::Snapshot => "snapshot",
             FileType::Plan => "prune plan",
+            FileType::Key => "key slot",
         }
     }
 }
@@ -83,6 +87,12 @@ pub fn lock(run: &str, seq: u64) -> String {
     format!("{LOCKS}{run}-{seq:08}")
 }
 
+/// The run a lock key names (`locks/<run>-<seq>`).
+pub fn lock_run(key: &str) -> Option<&str> {
+    let name = key.strip_prefix(LOCKS)?;
+    Some(name.rsplit_once('-')?.0)
+}
+
 /// The key of the list of backups plan `id` waits for.
 pub fn plan_wait(id: &Id) -> String {
     format!("{}{id}.wait", FileType::Plan.prefix())
@@ -109,5 +119,6 @@ mod tests {
         assert_eq!(parse(FileType::Pack, &format!("packs/zz/{h}")), None);
         assert_eq!(parse(FileType::Index, "index/.tmp-1-2"), None);
         assert_eq!(lock("abcd", 3), "locks/abcd-00000003");
+        assert_eq!(lock_run(&lock("abcd", 3)), Some("abcd"));
     }
 }

@@ -3,6 +3,7 @@
 
 pub(crate) mod codec;
 pub mod config;
+pub mod crypto;
 pub mod layout;
 pub mod pack;
 pub mod plan;

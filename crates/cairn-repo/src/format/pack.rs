@@ -154,12 +154,105 @@ impl PackBuilder {
     }
 }
 
-/// The entry table and footer that end a pack holding `entries`.
-pub fn encode_trailer(entries: &[BlobEntry]) -> Vec<u8> {
+/// The 8 bytes that end every pack of format 2 (encrypted).
+pub const PACK2_MAGIC: &[u8; 8] = b"CRNPACK2";
+/// Bytes of the format-2 footer: sealed table length, reserved, magic.
+pub const FOOTER2_LEN: usize = 16;
+
+/// The entry table alone: 52 bytes per entry.
+pub fn encode_entries(entries: &[BlobEntry]) -> Vec<u8> {
     let mut w = Writer::default();
     for e in entries {
         e.encode(&mut w);
     }
+    w.buf
+}
+
+/// The end of a format-2 pack: the sealed entry table, then the footer.
+pub fn encode_sealed_trailer(sealed_table: &[u8]) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.raw(sealed_table);
+    w.u32(sealed_table.len() as u32);
+    w.u32(0);
+    w.raw(PACK2_MAGIC);
+    w.buf
+}
+
+/// What a pack's last bytes say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Footer {
+    /// Format 1: the table of `count` entries is in clear, checked by `hash`.
+    Plain {
+        /// Entries.
+        count: usize,
+        /// First 16 bytes of BLAKE3 of the table.
+        hash: [u8; 16],
+    },
+    /// Format 2: the sealed table is `table_len` bytes before the footer.
+    Sealed {
+        /// Bytes of the sealed table.
+        table_len: usize,
+    },
+}
+
+impl Footer {
+    /// Bytes the footer itself takes.
+    pub fn footer_len(&self) -> usize {
+        match self {
+            Footer::Plain { .. } => FOOTER_LEN,
+            Footer::Sealed { .. } => FOOTER2_LEN,
+        }
+    }
+
+    /// Bytes of the table before it.
+    pub fn table_len(&self) -> usize {
+        match self {
+            Footer::Plain { count, .. } => count.saturating_mul(ENTRY_LEN),
+            Footer::Sealed { table_len } => *table_len,
+        }
+    }
+}
+
+/// Read a pack's footer from its last bytes (`tail`: the last
+/// `FOOTER_LEN` bytes, or all of a shorter pack).
+pub fn parse_any_footer(tail: &[u8]) -> Result<Footer, String> {
+    if tail.len() >= FOOTER2_LEN && tail.ends_with(PACK2_MAGIC) {
+        let f = &tail[tail.len() - FOOTER2_LEN..];
+        let len = u32::from_le_bytes(f[..4].try_into().expect("4")) as usize;
+        return Ok(Footer::Sealed { table_len: len });
+    }
+    if tail.len() >= FOOTER_LEN {
+        let (count, hash) = parse_footer(&tail[tail.len() - FOOTER_LEN..])?;
+        return Ok(Footer::Plain { count, hash });
+    }
+    Err("too short to be a pack".into())
+}
+
+/// Parse a table already authenticated (format 2: by its seal), checking
+/// that every blob lies within the data area.
+pub fn parse_table(table: &[u8], data_len: u64) -> Result<Vec<BlobEntry>, String> {
+    if table.len() % ENTRY_LEN != 0 {
+        return Err("entry table is not a whole number of entries".into());
+    }
+    let mut r = Reader::new(table);
+    let mut out = Vec::with_capacity(table.len() / ENTRY_LEN);
+    while !r.is_empty() {
+        let e = BlobEntry::decode(&mut r)?;
+        if e.offset
+            .checked_add(u64::from(e.stored_len))
+            .is_none_or(|end| end > data_len)
+        {
+            return Err(format!("blob {} extends past the pack's data", e.id));
+        }
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// The entry table and footer that end a pack holding `entries`.
+pub fn encode_trailer(entries: &[BlobEntry]) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.raw(&encode_entries(entries));
     let hash = blake3::hash(&w.buf);
     w.raw(&hash.as_bytes()[..16]);
     w.u32(entries.len() as u32);
@@ -187,30 +280,30 @@ pub fn parse_entries(
     if &blake3::hash(table).as_bytes()[..16] != hash {
         return Err("trailer checksum mismatch".into());
     }
-    let mut r = Reader::new(table);
-    let mut out = Vec::with_capacity(table.len() / ENTRY_LEN);
-    while !r.is_empty() {
-        let e = BlobEntry::decode(&mut r)?;
-        if e.offset + u64::from(e.stored_len) > data_len {
-            return Err(format!("blob {} extends past the pack's data", e.id));
-        }
-        out.push(e);
-    }
-    Ok(out)
+    parse_table(table, data_len)
 }
 
 /// Parse the trailer of a whole pack held in memory.
 pub fn parse_pack(bytes: &[u8]) -> Result<Vec<BlobEntry>, String> {
-    if bytes.len() < FOOTER_LEN {
-        return Err("too short to be a pack".into());
+    match split_pack(bytes)? {
+        (Footer::Plain { hash, .. }, table, data_len) => parse_entries(table, &hash, data_len),
+        (Footer::Sealed { .. }, _, _) => Err("the pack is encrypted".into()),
     }
-    let (count, hash) = parse_footer(&bytes[bytes.len() - FOOTER_LEN..])?;
-    let table_len = count
-        .checked_mul(ENTRY_LEN)
-        .filter(|&n| n + FOOTER_LEN <= bytes.len())
-        .ok_or("entry count exceeds the pack's size")?;
-    let start = bytes.len() - FOOTER_LEN - table_len;
-    parse_entries(&bytes[start..bytes.len() - FOOTER_LEN], &hash, start as u64)
+}
+
+/// Locate the table of a whole pack held in memory: its footer, the table's
+/// bytes (sealed in format 2), and the length of the data before it.
+pub fn split_pack(bytes: &[u8]) -> Result<(Footer, &[u8], u64), String> {
+    let tail = &bytes[bytes.len().saturating_sub(FOOTER_LEN)..];
+    let footer = parse_any_footer(tail)?;
+    let end = bytes
+        .len()
+        .checked_sub(footer.footer_len())
+        .ok_or("too short to be a pack")?;
+    let start = end
+        .checked_sub(footer.table_len())
+        .ok_or("entry table exceeds the pack's size")?;
+    Ok((footer, &bytes[start..end], start as u64))
 }
 
 #[cfg(test)]

@@ -112,6 +112,11 @@ impl Snapshot {
                 "content does not match its id",
             ));
         }
+        Snapshot::parse(id, data)
+    }
+
+    /// Parse a snapshot's JSON (already checked against its id `id`).
+    pub fn parse(id: &Id, data: &[u8]) -> Result<Snapshot> {
         let snap: Snapshot =
             serde_json::from_slice(data).map_err(|e| Error::corrupt("snapshot", id, e))?;
         // An unreadable time would sort the snapshot as the oldest, the

@@ -11,7 +11,7 @@ use cairn_chunk::Id;
 use serde::Serialize;
 
 use crate::format::layout::FileType;
-use crate::format::pack::{parse_pack, BlobEntry};
+use crate::format::pack::{split_pack, BlobEntry};
 use crate::format::tree::NodeKind;
 use crate::ops::walk::{walk_paths, Descend};
 use crate::store::index::Location;
@@ -215,7 +215,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     let index = indexed(repo)?;
     report.packs = index.pack_blobs.len() as u64;
     let stored = repo.list(FileType::Pack)?;
-    let doomed = plans::doomed_packs(&**repo.backend())?;
+    let doomed = plans::doomed_packs(&**repo.backend(), repo.codec())?;
     for pack in stored.keys().filter(|p| !index.pack_blobs.contains_key(p)) {
         report.warnings.push(Finding::UnindexedPack {
             pack: *pack,
@@ -282,7 +282,7 @@ fn report_damaged_objects(repo: &Repository, report: &mut CheckReport) -> Result
             reason: d.reason,
         });
     }
-    for p in plans::list(&**repo.backend())? {
+    for p in plans::list(&**repo.backend(), repo.codec())? {
         if p.plan.is_none() {
             report.warnings.push(Finding::DamagedPlan { id: p.id });
         }
@@ -293,7 +293,10 @@ fn report_damaged_objects(repo: &Repository, report: &mut CheckReport) -> Result
 /// Read a whole pack and verify it; the number of blobs verified.
 fn read_pack(repo: &Repository, pack: &Id, entries: &[BlobEntry]) -> Result<u64, String> {
     let bytes = repo.read_pack(pack).map_err(|e| e.to_string())?;
-    let own = parse_pack(&bytes)?;
+    let (footer, table, data_len) = split_pack(&bytes)?;
+    let own = repo
+        .parse_table(pack, footer, table.to_vec(), data_len)
+        .map_err(|e| e.to_string())?;
     let listed: HashSet<Id> = own.iter().map(|e| e.id).collect();
     for e in entries {
         if !listed.contains(&e.id) {
@@ -309,7 +312,7 @@ fn read_pack(repo: &Repository, pack: &Id, entries: &[BlobEntry]) -> Result<u64,
             pack: *pack,
             entry: *e,
         };
-        decode_blob(&loc, stored.to_vec()).map_err(|err| err.to_string())?;
+        decode_blob(repo.codec(), &loc, stored.to_vec()).map_err(|err| err.to_string())?;
     }
     Ok(entries.len() as u64)
 }

@@ -282,10 +282,10 @@ fn execute(
         packs: plan.doomed,
         segments: seg_ids,
     };
-    let plan_id = plans::write(&**repo.backend(), &stored_plan)?;
+    let plan_id = plans::write(&**repo.backend(), repo.codec(), &stored_plan)?;
     // Locks are listed only now that the plan is visible: a backup not
     // listed here reads the index after this point and sees the plan.
-    let wait = plans::write_wait(&**repo.backend(), &plan_id)?;
+    let wait = plans::write_wait(&**repo.backend(), repo.codec(), &plan_id)?;
     if wait.runs.is_empty() {
         carry_out(repo, &plan_id, &stored_plan, report)
     } else {
@@ -300,7 +300,7 @@ fn copy_blobs(repo: &Repository, packs: &[PackRecord]) -> Result<Vec<PackRecord>
     if packs.is_empty() {
         return Ok(Vec::new());
     }
-    let uploader = Uploader::start(repo.backend().clone(), false);
+    let uploader = Uploader::start(repo.backend().clone(), repo.codec().clone(), false);
     let target = repo.config().pack_size as usize;
     let result = (|| -> Result<()> {
         let data = uploader.packer(BlobKind::Data, target);
@@ -333,8 +333,8 @@ fn copy_blobs(repo: &Repository, packs: &[PackRecord]) -> Result<Vec<PackRecord>
 /// Carry out every stored plan whose blocking backups have all finished.
 fn carry_out_plans(repo: &Repository, report: &mut PruneReport) -> Result<()> {
     let backend = &**repo.backend();
-    let live = live_runs(backend)?;
-    for stored in plans::list(backend)? {
+    let live = live_runs(backend, repo.codec())?;
+    for stored in plans::list(backend, repo.codec())? {
         let Some(plan) = stored.plan else {
             // Nobody can carry out a plan nobody can read. Dropping it loses
             // nothing: the packs it doomed are still indexed, and this prune
@@ -343,7 +343,7 @@ fn carry_out_plans(repo: &Repository, report: &mut PruneReport) -> Result<()> {
             report.damaged_plans_removed += 1;
             continue;
         };
-        let wait = plans::wait_for(backend, &stored.id)?;
+        let wait = plans::wait_for(backend, repo.codec(), &stored.id)?;
         let blocking = wait.runs.iter().filter(|r| live.contains(*r)).count() as u64;
         if blocking > 0 {
             report.packs_deferred += plan.packs.len() as u64;

@@ -107,7 +107,7 @@ pub fn repair_snapshots(
     let _lock = if opts.dry_run {
         None
     } else {
-        let lock = BackupLock::acquire(repo.backend().clone(), &hostname())?;
+        let lock = BackupLock::acquire(repo.backend().clone(), repo.codec().clone(), &hostname())?;
         repo.refresh_index()?;
         Some(lock)
     };
@@ -120,7 +120,7 @@ pub fn repair_snapshots(
         report.removed.push(d);
     }
     let stored: HashSet<Id> = repo.list(FileType::Pack)?.into_keys().collect();
-    let uploader = Uploader::start(repo.backend().clone(), opts.dry_run);
+    let uploader = Uploader::start(repo.backend().clone(), repo.codec().clone(), opts.dry_run);
     let mut rewriter = Rewriter {
         repo,
         stored,
@@ -253,7 +253,7 @@ impl Rewriter<'_> {
 
     fn store(&mut self, tree: &mut Tree) -> Result<Id> {
         let bytes = tree.encode();
-        let id = Id::of(&bytes);
+        let id = self.repo.blob_id(&bytes);
         if !self.added.insert(id) || self.repo.index().contains(&id)? {
             return Ok(id);
         }

@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::format::crypto::{Codec, Domain};
 use crate::format::layout;
 pub use crate::format::plan::LockInfo;
 use crate::random::random_id;
-use crate::{Backend, Result};
+use crate::{Backend, Error, Result};
 
 /// A lock not refreshed for this long belongs to a dead process.
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
@@ -32,7 +33,13 @@ pub struct BackupLock {
     current: Arc<std::sync::Mutex<String>>,
 }
 
-fn write_lock(backend: &dyn Backend, run: &str, host: &str, seq: u64) -> Result<String> {
+fn write_lock(
+    backend: &dyn Backend,
+    codec: &Codec,
+    run: &str,
+    host: &str,
+    seq: u64,
+) -> Result<String> {
     let info = LockInfo {
         run: run.to_string(),
         host: host.to_string(),
@@ -40,21 +47,32 @@ fn write_lock(backend: &dyn Backend, run: &str, host: &str, seq: u64) -> Result<
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     };
     let key = layout::lock(run, seq);
-    backend.put(&key, &serde_json::to_vec(&info).expect("lock serializes"))?;
+    let plain = serde_json::to_vec(&info).expect("lock serializes");
+    let bytes = codec
+        .seal(Domain::Lock, None, plain)
+        .map_err(|e| Error::io("/dev/urandom", e))?;
+    backend.put(&key, &bytes)?;
     Ok(key)
 }
 
 impl BackupLock {
     /// Write the lock and start refreshing it.
-    pub fn acquire(backend: Arc<dyn Backend>, host: &str) -> Result<BackupLock> {
+    pub fn acquire(backend: Arc<dyn Backend>, codec: Arc<Codec>, host: &str) -> Result<BackupLock> {
         let run = random_id().to_hex()[..16].to_string();
-        let key = write_lock(&*backend, &run, host, 0)?;
+        let key = write_lock(&*backend, &codec, &run, host, 0)?;
         let current = Arc::new(std::sync::Mutex::new(key));
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let refresher = {
-            let (backend, run, host) = (backend.clone(), run.clone(), host.to_string());
+            let (backend, codec, run, host) = (
+                backend.clone(),
+                codec.clone(),
+                run.clone(),
+                host.to_string(),
+            );
             let current = current.clone();
-            std::thread::spawn(move || refresh_loop(&*backend, &run, &host, &stopped, &current))
+            std::thread::spawn(move || {
+                refresh_loop(&*backend, &codec, &run, &host, &stopped, &current)
+            })
         };
         Ok(BackupLock {
             backend,
@@ -73,6 +91,7 @@ impl BackupLock {
 
 fn refresh_loop(
     backend: &dyn Backend,
+    codec: &Codec,
     run: &str,
     host: &str,
     stopped: &crossbeam_channel::Receiver<()>,
@@ -84,7 +103,7 @@ fn refresh_loop(
         stopped.recv_timeout(REFRESH_EVERY)
     {
         seq += 1;
-        if let Ok(key) = write_lock(backend, run, host, seq) {
+        if let Ok(key) = write_lock(backend, codec, run, host, seq) {
             let mut cur = current.lock().unwrap_or_else(|p| p.into_inner());
             let _ = backend.delete(&cur);
             *cur = key;
@@ -107,15 +126,24 @@ impl Drop for BackupLock {
     }
 }
 
-/// Runs of the backups whose locks are present and not stale.
-pub fn live_runs(backend: &dyn Backend) -> Result<HashSet<String>> {
+/// Runs of the backups whose locks are present and not stale. A lock that
+/// cannot be read counts as alive (its run is in its name): a prune plan
+/// then waits rather than guess.
+pub fn live_runs(backend: &dyn Backend, codec: &Codec) -> Result<HashSet<String>> {
     let now = chrono::Utc::now();
     let mut out = HashSet::new();
     for obj in backend.list(layout::LOCKS)? {
         let Ok(bytes) = backend.get(&obj.key) else {
             continue; // released while we listed
         };
-        let Ok(info) = serde_json::from_slice::<LockInfo>(&bytes) else {
+        let info = codec
+            .open(Domain::Lock, None, bytes)
+            .ok()
+            .and_then(|plain| serde_json::from_slice::<LockInfo>(&plain).ok());
+        let Some(info) = info else {
+            if let Some(run) = layout::lock_run(&obj.key) {
+                out.insert(run.to_string());
+            }
             continue;
         };
         let fresh = chrono::DateTime::parse_from_rfc3339(&info.time).is_ok_and(|t| {
@@ -139,10 +167,11 @@ mod tests {
     fn lock_is_visible_while_held_and_gone_after() {
         let dir = tempfile::tempdir().unwrap();
         let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
-        let lock = BackupLock::acquire(backend.clone(), "h").unwrap();
-        assert!(live_runs(&*backend).unwrap().contains(lock.run()));
+        let codec = Arc::new(Codec::Plain);
+        let lock = BackupLock::acquire(backend.clone(), codec.clone(), "h").unwrap();
+        assert!(live_runs(&*backend, &codec).unwrap().contains(lock.run()));
         drop(lock);
-        assert!(live_runs(&*backend).unwrap().is_empty());
+        assert!(live_runs(&*backend, &codec).unwrap().is_empty());
     }
 
     #[test]
@@ -158,6 +187,6 @@ mod tests {
         backend
             .put("locks/dead-00000000", &serde_json::to_vec(&old).unwrap())
             .unwrap();
-        assert!(live_runs(&backend).unwrap().is_empty());
+        assert!(live_runs(&backend, &Codec::Plain).unwrap().is_empty());
     }
 }

@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod faults;
 pub mod index;
+pub mod keys;
 pub mod local;
 pub mod lock;
 pub mod packer;

@@ -18,8 +18,12 @@ use cairn_chunk::compress::decompress;
 use cairn_chunk::Id;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use crate::format::crypto::{fill_random, Codec, Domain};
 use crate::format::layout::{self, FileType};
-use crate::format::pack::{encode_trailer, BlobEntry, BlobKind, FLAG_ZSTD, PACK_SALT_LEN};
+use crate::format::pack::{
+    encode_entries, encode_sealed_trailer, encode_trailer, BlobEntry, BlobKind, FLAG_ZSTD,
+    PACK_SALT_LEN,
+};
 use crate::format::segment::PackRecord;
 use crate::random::random_bytes;
 use crate::store::backend::BackendError;
@@ -150,8 +154,26 @@ impl PackWriter {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<SpooledPack> {
-        let trailer = encode_trailer(&self.entries);
+    fn finish(mut self, codec: &Codec) -> Result<SpooledPack> {
+        let trailer = match codec {
+            Codec::Plain => encode_trailer(&self.entries),
+            Codec::Sealed(_) => {
+                let table = seal(
+                    codec,
+                    Domain::PackTable,
+                    None,
+                    encode_entries(&self.entries),
+                )?;
+                let trailer = encode_sealed_trailer(&table);
+                // Pad to a multiple of 4 KiB, so a pack of few blobs says
+                // little about their lengths (docs/FORMAT.md section 14).
+                let total = self.len + trailer.len() as u64;
+                let mut pad = vec![0u8; ((PAD_TO - total % PAD_TO) % PAD_TO) as usize];
+                fill_random(&mut pad).map_err(random_failed)?;
+                self.write(&pad)?;
+                trailer
+            }
+        };
         self.write(&trailer)?;
         self.file.flush().map_err(|e| spool_err(&self.path, e))?;
         Ok(SpooledPack {
@@ -162,9 +184,21 @@ impl PackWriter {
     }
 }
 
+/// Encrypted packs are padded to a multiple of this many bytes.
+const PAD_TO: u64 = 4096;
+
+fn random_failed(e: std::io::Error) -> Error {
+    Error::io("/dev/urandom", e)
+}
+
+fn seal(codec: &Codec, domain: Domain, id: Option<&Id>, plain: Vec<u8>) -> Result<Vec<u8>> {
+    codec.seal(domain, id, plain).map_err(random_failed)
+}
+
 /// Fills packs of one blob kind and hands full ones to the uploader.
 pub struct Packer {
     kind: BlobKind,
+    codec: Arc<Codec>,
     target: u64,
     /// One open pack per rayon worker, plus one for other threads.
     slots: Vec<Mutex<Option<PackWriter>>>,
@@ -183,7 +217,20 @@ impl Packer {
 
     /// Add one blob; ships the pack when it reaches the target size.
     pub fn add(&self, id: Id, stored: &[u8], compressed: bool, raw_len: u32) -> Result<()> {
-        verify(&id, stored, compressed, raw_len)?;
+        verify(&self.codec, &id, stored, compressed, raw_len)?;
+        let sealed;
+        let stored = match &*self.codec {
+            Codec::Plain => stored,
+            Codec::Sealed(_) => {
+                sealed = seal(
+                    &self.codec,
+                    Domain::Blob(self.kind),
+                    Some(&id),
+                    stored.to_vec(),
+                )?;
+                &sealed[..]
+            }
+        };
         self.counters.blobs.fetch_add(1, Ordering::Relaxed);
         self.counters
             .raw
@@ -223,7 +270,7 @@ impl Packer {
 
     fn ship(&self, w: PackWriter) -> Result<()> {
         let path = w.path.clone();
-        let pack = w.finish().inspect_err(|_| {
+        let pack = w.finish(&self.codec).inspect_err(|_| {
             let _ = fs::remove_file(&path);
         })?;
         self.tx.send(pack).map_err(|e| {
@@ -261,6 +308,7 @@ fn uploader_gone() -> Error {
 
 /// The thread that stores finished packs.
 pub struct Uploader {
+    codec: Arc<Codec>,
     tx: Option<Sender<SpooledPack>>,
     handle: JoinHandle<Result<Vec<PackRecord>>>,
     spool: Option<PathBuf>,
@@ -270,11 +318,12 @@ pub struct Uploader {
 
 impl Uploader {
     /// Start the uploader. With `dry_run` nothing is written anywhere.
-    pub fn start(backend: Arc<dyn Backend>, dry_run: bool) -> Uploader {
+    pub fn start(backend: Arc<dyn Backend>, codec: Arc<Codec>, dry_run: bool) -> Uploader {
         let (tx, rx) = bounded::<SpooledPack>(4);
         let spool = (!dry_run).then(|| spool_dir(&*backend));
         let handle = std::thread::spawn(move || upload_loop(&*backend, &rx));
         Uploader {
+            codec,
             tx: Some(tx),
             handle,
             spool,
@@ -286,6 +335,7 @@ impl Uploader {
     pub fn packer(&self, kind: BlobKind, target: usize) -> Packer {
         Packer {
             kind,
+            codec: self.codec.clone(),
             target: target as u64,
             slots: (0..=rayon::current_num_threads())
                 .map(|_| Mutex::new(None))
@@ -328,11 +378,11 @@ fn upload_loop(backend: &dyn Backend, rx: &Receiver<SpooledPack>) -> Result<Vec<
 
 /// Check a blob against its id before it goes into a pack, so a bug or bad
 /// memory cannot store data that does not match its name.
-fn verify(id: &Id, stored: &[u8], compressed: bool, raw_len: u32) -> Result<()> {
+fn verify(codec: &Codec, id: &Id, stored: &[u8], compressed: bool, raw_len: u32) -> Result<()> {
     let ok = if compressed {
-        decompress(stored, raw_len as usize).is_ok_and(|raw| Id::of(&raw) == *id)
+        decompress(stored, raw_len as usize).is_ok_and(|raw| codec.blob_id(&raw) == *id)
     } else {
-        stored.len() == raw_len as usize && Id::of(stored) == *id
+        stored.len() == raw_len as usize && codec.blob_id(stored) == *id
     };
     if ok {
         Ok(())

@@ -7,8 +7,11 @@ use cairn_chunk::Id;
 
 use super::index::Location;
 use super::repository::Repository;
+use crate::format::crypto::{Codec, Domain};
 use crate::format::layout::{self, FileType};
-use crate::format::pack::{parse_entries, parse_footer, BlobEntry, ENTRY_LEN, FOOTER_LEN};
+use crate::format::pack::{
+    parse_any_footer, parse_entries, parse_table, BlobEntry, Footer, FOOTER_LEN,
+};
 use crate::{Error, Result};
 
 impl Repository {
@@ -16,24 +19,38 @@ impl Repository {
     /// pack's size as listed.
     pub fn read_pack_table(&self, pack: &Id, size: u64) -> Result<Vec<BlobEntry>> {
         let key = layout::key(FileType::Pack, pack);
-        if size < FOOTER_LEN as u64 {
-            return Err(Error::corrupt("pack", pack, "too short to be a pack"));
-        }
-        let footer = self
-            .backend()
-            .get_range(&key, size - FOOTER_LEN as u64, FOOTER_LEN as u64)?;
-        let (count, hash) = parse_footer(&footer).map_err(|e| Error::corrupt("pack", pack, e))?;
-        let table_len = (count as u64).saturating_mul(ENTRY_LEN as u64);
-        if table_len + FOOTER_LEN as u64 > size {
-            return Err(Error::corrupt(
-                "pack",
-                pack,
-                "entry table larger than the pack",
-            ));
-        }
-        let start = size - FOOTER_LEN as u64 - table_len;
+        let corrupt = |e: String| Error::corrupt("pack", pack, e);
+        let tail_len = size.min(FOOTER_LEN as u64);
+        let tail = self.backend().get_range(&key, size - tail_len, tail_len)?;
+        let footer = parse_any_footer(&tail).map_err(corrupt)?;
+        let table_len = footer.table_len() as u64;
+        let start = size
+            .checked_sub(footer.footer_len() as u64 + table_len)
+            .ok_or_else(|| corrupt("entry table larger than the pack".into()))?;
         let table = self.backend().get_range(&key, start, table_len)?;
-        parse_entries(&table, &hash, start).map_err(|e| Error::corrupt("pack", pack, e))
+        self.parse_table(pack, footer, table, start)
+    }
+
+    /// The entries of a table read from pack `pack` (opened first if the
+    /// pack is sealed).
+    pub(crate) fn parse_table(
+        &self,
+        pack: &Id,
+        footer: Footer,
+        table: Vec<u8>,
+        data_len: u64,
+    ) -> Result<Vec<BlobEntry>> {
+        let corrupt = |e: String| Error::corrupt("pack", pack, e);
+        match footer {
+            Footer::Plain { hash, .. } => parse_entries(&table, &hash, data_len).map_err(corrupt),
+            Footer::Sealed { .. } => {
+                let plain = self
+                    .codec()
+                    .open(Domain::PackTable, None, table)
+                    .map_err(|e| corrupt(format!("entry table: {e}")))?;
+                parse_table(&plain, data_len).map_err(corrupt)
+            }
+        }
     }
 
     /// A whole pack, checked against its name.
@@ -64,12 +81,13 @@ impl Repository {
                 pack: *pack,
                 entry: *e,
             };
-            each(e, stored.and_then(|s| decode_blob(&loc, s)))
+            each(e, stored.and_then(|s| decode_blob(self.codec(), &loc, s)))
         })
     }
 
-    /// As [`Repository::read_blobs`], but hand over the stored (compressed)
-    /// bytes, once they are verified: for copying blobs between packs.
+    /// As [`Repository::read_blobs`], but hand over the stored (compressed,
+    /// not sealed) bytes, once they are verified: for copying blobs between
+    /// packs.
     pub fn read_stored_blobs(
         &self,
         pack: &Id,
@@ -81,7 +99,10 @@ impl Repository {
                 pack: *pack,
                 entry: *e,
             };
-            let verified = stored.and_then(|s| decode_blob(&loc, s.clone()).map(|_| s));
+            let verified = stored.and_then(|s| {
+                let opened = open_blob(self.codec(), &loc, s)?;
+                decode_opened(self.codec(), &loc, opened.clone()).map(|_| opened)
+            });
             each(e, verified)
         })
     }
@@ -143,8 +164,22 @@ pub(crate) fn read_runs(entries: &[BlobEntry]) -> Vec<&[BlobEntry]> {
     runs
 }
 
-/// Decompress and verify a blob's stored bytes.
-pub fn decode_blob(loc: &Location, stored: Vec<u8>) -> Result<Vec<u8>> {
+/// Open (if sealed), decompress and verify a blob's stored bytes.
+pub fn decode_blob(codec: &Codec, loc: &Location, stored: Vec<u8>) -> Result<Vec<u8>> {
+    let opened = open_blob(codec, loc, stored)?;
+    decode_opened(codec, loc, opened)
+}
+
+/// The stored bytes of a blob with their seal removed and checked.
+fn open_blob(codec: &Codec, loc: &Location, stored: Vec<u8>) -> Result<Vec<u8>> {
+    let e = &loc.entry;
+    codec
+        .open(Domain::Blob(e.kind), Some(&e.id), stored)
+        .map_err(|err| Error::corrupt("blob", e.id, format!("in pack {}: {err}", loc.pack.short())))
+}
+
+/// Decompress and check a blob against its id and length.
+fn decode_opened(codec: &Codec, loc: &Location, stored: Vec<u8>) -> Result<Vec<u8>> {
     let e = &loc.entry;
     let raw = if e.compressed() {
         decompress(&stored, e.raw_len as usize).map_err(|err| {
@@ -165,7 +200,7 @@ pub fn decode_blob(loc: &Location, stored: Vec<u8>) -> Result<Vec<u8>> {
             ),
         ));
     }
-    if Id::of(&raw) != e.id {
+    if codec.blob_id(&raw) != e.id {
         return Err(Error::corrupt(
             "blob",
             e.id,

@@ -6,10 +6,11 @@ use std::collections::HashSet;
 use cairn_chunk::Id;
 
 use super::lock::live_runs;
+use crate::format::crypto::{Codec, Domain};
 use crate::format::layout::{self, FileType};
 use crate::format::plan::{Plan, Wait};
 use crate::store::backend::BackendError;
-use crate::{Backend, Result};
+use crate::{Backend, Error, Result};
 
 /// A plan found in the repository: its content, or `None` if it is damaged.
 pub struct StoredPlan {
@@ -20,7 +21,7 @@ pub struct StoredPlan {
 }
 
 /// Every plan in the repository (those carried out while we list are skipped).
-pub fn list(backend: &dyn Backend) -> Result<Vec<StoredPlan>> {
+pub fn list(backend: &dyn Backend, codec: &Codec) -> Result<Vec<StoredPlan>> {
     let mut out = Vec::new();
     for obj in backend.list(FileType::Plan.prefix())? {
         let Some(id) = layout::parse(FileType::Plan, &obj.key) else {
@@ -29,7 +30,7 @@ pub fn list(backend: &dyn Backend) -> Result<Vec<StoredPlan>> {
         match backend.get(&obj.key) {
             Ok(bytes) => out.push(StoredPlan {
                 id,
-                plan: Plan::decode(&id, &bytes),
+                plan: open(codec, &id, bytes),
             }),
             Err(BackendError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
@@ -40,28 +41,45 @@ pub fn list(backend: &dyn Backend) -> Result<Vec<StoredPlan>> {
 
 /// Packs named by the plans stored in the repository: index caches keep
 /// them locatable but never deduplicate against them.
-pub fn doomed_packs(backend: &dyn Backend) -> Result<HashSet<Id>> {
-    Ok(list(backend)?
+pub fn doomed_packs(backend: &dyn Backend, codec: &Codec) -> Result<HashSet<Id>> {
+    Ok(list(backend, codec)?
         .into_iter()
         .filter_map(|p| p.plan)
         .flat_map(|p| p.packs)
         .collect())
 }
 
-/// Store a plan; its id.
-pub fn write(backend: &dyn Backend, plan: &Plan) -> Result<Id> {
-    let (id, bytes) = plan.encode();
+/// A plan's content, if its bytes are intact (checked against its name,
+/// then opened).
+fn open(codec: &Codec, id: &Id, bytes: Vec<u8>) -> Option<Plan> {
+    if Id::of(&bytes) != *id {
+        return None;
+    }
+    let plain = codec.open(Domain::Plan, None, bytes).ok()?;
+    serde_json::from_slice(&plain).ok()
+}
+
+/// Store a plan; its id (the hash of its stored bytes).
+pub fn write(backend: &dyn Backend, codec: &Codec, plan: &Plan) -> Result<Id> {
+    let plain = serde_json::to_vec(plan).expect("plan serializes");
+    let bytes = codec
+        .seal(Domain::Plan, None, plain)
+        .map_err(|e| Error::io("/dev/urandom", e))?;
+    let id = Id::of(&bytes);
     backend.put(&layout::key(FileType::Plan, &id), &bytes)?;
     Ok(id)
 }
 
 /// Record which live backups plan `id` must wait for (replacing a damaged
 /// record).
-pub fn write_wait(backend: &dyn Backend, id: &Id) -> Result<Wait> {
+pub fn write_wait(backend: &dyn Backend, codec: &Codec, id: &Id) -> Result<Wait> {
     let wait = Wait {
-        runs: live_runs(backend)?.into_iter().collect(),
+        runs: live_runs(backend, codec)?.into_iter().collect(),
     };
-    let bytes = serde_json::to_vec(&wait).expect("wait serializes");
+    let plain = serde_json::to_vec(&wait).expect("wait serializes");
+    let bytes = codec
+        .seal(Domain::Wait, Some(id), plain)
+        .map_err(|e| Error::io("/dev/urandom", e))?;
     let key = layout::plan_wait(id);
     match backend.put(&key, &bytes) {
         Err(BackendError::AlreadyExists { .. }) => {
@@ -76,14 +94,15 @@ pub fn write_wait(backend: &dyn Backend, id: &Id) -> Result<Wait> {
 /// The backups plan `id` waits for. A plan without an intact record (its
 /// prune died before writing one) gets one now: every backup alive now may
 /// predate the plan.
-pub fn wait_for(backend: &dyn Backend, id: &Id) -> Result<Wait> {
-    match backend.get(&layout::plan_wait(id)) {
-        Ok(b) => match serde_json::from_slice(&b) {
-            Ok(w) => Ok(w),
-            Err(_) => write_wait(backend, id),
-        },
-        Err(BackendError::NotFound { .. }) => write_wait(backend, id),
-        Err(e) => Err(e.into()),
+pub fn wait_for(backend: &dyn Backend, codec: &Codec, id: &Id) -> Result<Wait> {
+    let opened = match backend.get(&layout::plan_wait(id)) {
+        Ok(b) => codec.open(Domain::Wait, Some(id), b).ok(),
+        Err(BackendError::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    match opened.and_then(|plain| serde_json::from_slice(&plain).ok()) {
+        Some(w) => Ok(w),
+        None => write_wait(backend, codec, id),
     }
 }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use cairn_chunk::Id;
 
-use crate::format::config::{Config, FORMAT_VERSION};
+use crate::format::config::Config;
+use crate::format::crypto::{Codec, Domain};
 use crate::format::layout::{self, FileType};
 use crate::format::pack::BlobKind;
 use crate::format::segment::Segment;
@@ -14,6 +15,7 @@ use crate::format::snapshot::{self, Filter, Snapshot};
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::store::backend::{BackendError, LocationState};
 use crate::store::index::{Index, Location};
+use crate::store::keys::{read_config, KeySource, NoKeys};
 use crate::store::packs::decode_blob;
 use crate::{Backend, Error, Result};
 
@@ -40,38 +42,65 @@ pub struct SnapshotList {
 pub struct Repository {
     backend: Arc<dyn Backend>,
     config: Config,
+    codec: Arc<Codec>,
+    /// The key slot that unlocked it (encrypted repositories).
+    slot: Option<Id>,
     index: Index,
     /// Index segments found damaged by the last refresh (skipped).
     damaged_segments: std::sync::Mutex<Vec<Damaged>>,
 }
 
 impl Repository {
-    /// Create a repository in an empty or missing location.
+    /// Create a plaintext (format 1) repository in an empty or missing
+    /// location. Encrypted ones: [`crate::store::keys::init_encrypted`].
     pub fn init(backend: &dyn Backend, config: &Config) -> Result<()> {
-        if backend.probe()? == LocationState::Occupied {
-            return Err(match backend.get(layout::CONFIG) {
-                Ok(_) => Error::AlreadyARepository(backend.location()),
-                Err(_) => Error::NotEmpty(backend.location()),
-            });
-        }
+        require_vacant(backend)?;
         let bytes = serde_json::to_vec_pretty(config).expect("config serializes");
         backend.put(layout::CONFIG, &bytes)?;
         Ok(())
     }
 
-    /// Open a repository, syncing the local index cache under `cache_root`
-    /// (`None`: an in-memory cache).
+    /// Open a plaintext repository (an encrypted one needs
+    /// [`Repository::open_with`]), syncing the local index cache under
+    /// `cache_root` (`None`: an in-memory cache).
     pub fn open(backend: Arc<dyn Backend>, cache_root: Option<&Path>) -> Result<Repository> {
-        let config = read_config(&*backend)?;
-        let index = open_cache(cache_root, &config.id);
+        Repository::open_with(backend, cache_root, &NoKeys)
+    }
+
+    /// Open a repository, unlocking it with secrets from `keys` if it is
+    /// encrypted.
+    pub fn open_with(
+        backend: Arc<dyn Backend>,
+        cache_root: Option<&Path>,
+        keys: &dyn KeySource,
+    ) -> Result<Repository> {
+        let opened = read_config(&*backend, keys)?;
+        let index = open_cache(cache_root, &opened.config.id);
         let repo = Repository {
             backend,
-            config,
+            config: opened.config,
+            codec: opened.codec,
+            slot: opened.slot,
             index,
             damaged_segments: Default::default(),
         };
         repo.refresh_index()?;
         Ok(repo)
+    }
+
+    /// How objects are stored (plain or sealed) and blob ids computed.
+    pub fn codec(&self) -> &Arc<Codec> {
+        &self.codec
+    }
+
+    /// The id of a blob with these plain bytes.
+    pub fn blob_id(&self, data: &[u8]) -> Id {
+        self.codec.blob_id(data)
+    }
+
+    /// The key slot that unlocked this repository, if it is encrypted.
+    pub fn unlocked_slot(&self) -> Option<Id> {
+        self.slot
     }
 
     /// The repository's config.
@@ -132,7 +161,7 @@ impl Repository {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = damaged;
         self.index
-            .set_doomed(&super::plans::doomed_packs(&*self.backend)?)
+            .set_doomed(&super::plans::doomed_packs(&*self.backend, &self.codec)?)
     }
 
     /// Read segments; damaged ones are noted and skipped, so one bad segment
@@ -174,15 +203,12 @@ impl Repository {
 
     /// Read and verify one index segment.
     pub fn read_segment(&self, id: &Id) -> Result<Segment> {
-        let bytes = self.backend().get(&layout::key(FileType::Index, id))?;
-        if Id::of(&bytes) != *id {
-            return Err(Error::corrupt(
-                "index segment",
-                id,
-                "content does not match its id",
-            ));
-        }
-        Segment::decode(&bytes).map_err(|e| Error::corrupt("index segment", id, e))
+        let bytes = self.read_named(FileType::Index, id)?;
+        let plain = self
+            .codec
+            .open(Domain::Index, None, bytes)
+            .map_err(|e| Error::corrupt("index segment", id, e))?;
+        Segment::decode(&plain).map_err(|e| Error::corrupt("index segment", id, e))
     }
 
     /// Store a segment durably, then record it in the cache. A random id
@@ -191,10 +217,7 @@ impl Repository {
     /// prune superseded is never mistaken for it (docs/FORMAT.md 8).
     pub fn write_segment(&self, mut seg: Segment) -> Result<Id> {
         seg.supersedes.push(crate::random::random_id());
-        let bytes = seg.encode();
-        let id = Id::of(&bytes);
-        self.backend
-            .put(&layout::key(FileType::Index, &id), &bytes)?;
+        let id = self.put_named(FileType::Index, Domain::Index, seg.encode())?;
         self.index.add_segment(&id, &seg)?;
         Ok(id)
     }
@@ -216,7 +239,7 @@ impl Repository {
         let stored = self
             .backend()
             .get_range(&key, e.offset, u64::from(e.stored_len))?;
-        decode_blob(loc, stored)
+        decode_blob(&self.codec, loc, stored)
     }
 
     /// Load and decode a tree.
@@ -241,11 +264,16 @@ impl Repository {
     pub fn snapshot_list(&self) -> Result<SnapshotList> {
         let mut list = SnapshotList::default();
         for id in self.list(FileType::Snapshot)?.into_keys() {
-            let bytes = match self.backend().get(&layout::key(FileType::Snapshot, &id)) {
-                Err(BackendError::NotFound { .. }) => continue, // forgotten meanwhile
-                other => other?,
+            let parsed = match self.read_named(FileType::Snapshot, &id) {
+                Err(Error::Backend(BackendError::NotFound { .. })) => continue, // forgotten meanwhile
+                Err(e) => Err(e),
+                Ok(bytes) => self
+                    .codec
+                    .open(Domain::Snapshot, None, bytes)
+                    .map_err(|e| Error::corrupt("snapshot", id, e))
+                    .and_then(|plain| Snapshot::parse(&id, &plain)),
             };
-            match Snapshot::decode(&id, &bytes) {
+            match parsed {
                 Ok(snap) => list.snapshots.push((id, snap)),
                 Err(Error::Corrupt { reason, .. }) => list.damaged.push(Damaged { id, reason }),
                 Err(e) => return Err(e),
@@ -264,10 +292,30 @@ impl Repository {
 
     /// Store a snapshot; it is visible once this returns.
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
-        let bytes = snap.encode();
+        self.put_named(FileType::Snapshot, Domain::Snapshot, snap.encode())
+    }
+
+    /// An object named by the hash of its stored bytes, checked against it.
+    fn read_named(&self, ft: FileType, id: &Id) -> Result<Vec<u8>> {
+        let bytes = self.backend().get(&layout::key(ft, id))?;
+        if Id::of(&bytes) != *id {
+            return Err(Error::corrupt(
+                ft.noun(),
+                id,
+                "content does not match its id",
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// Seal and store an object under the hash of its stored bytes.
+    fn put_named(&self, ft: FileType, domain: Domain, plain: Vec<u8>) -> Result<Id> {
+        let bytes = self
+            .codec
+            .seal(domain, None, plain)
+            .map_err(|e| Error::io("/dev/urandom", e))?;
         let id = Id::of(&bytes);
-        self.backend
-            .put(&layout::key(FileType::Snapshot, &id), &bytes)?;
+        self.backend().put(&layout::key(ft, &id), &bytes)?;
         Ok(id)
     }
 
@@ -392,29 +440,15 @@ pub struct IndexSegments {
     pub supersedes: HashMap<Id, Vec<Id>>,
 }
 
-fn read_config(backend: &dyn Backend) -> Result<Config> {
-    let location = backend.location();
-    let bytes = match backend.get(layout::CONFIG) {
-        Ok(b) => b,
-        Err(BackendError::NotFound { .. }) => {
-            return Err(match backend.probe()? {
-                LocationState::Occupied => Error::NotARepository(location),
-                _ => Error::NoRepository(location),
-            });
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let value: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| Error::corrupt("config", &location, e))?;
-    let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
-    if version > FORMAT_VERSION {
-        return Err(Error::NewerFormat {
-            location,
-            found: version,
-            supported: FORMAT_VERSION,
+/// Refuse a location that holds anything.
+pub(crate) fn require_vacant(backend: &dyn Backend) -> Result<()> {
+    if backend.probe()? == LocationState::Occupied {
+        return Err(match backend.get(layout::CONFIG) {
+            Ok(_) => Error::AlreadyARepository(backend.location()),
+            Err(_) => Error::NotEmpty(backend.location()),
         });
     }
-    serde_json::from_value(value).map_err(|e| Error::corrupt("config", &location, e))
+    Ok(())
 }
 
 /// The cache lives in `<cache_root>/cairn/<repository id>/index.sqlite`. If it

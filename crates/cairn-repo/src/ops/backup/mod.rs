@@ -266,15 +266,19 @@ pub fn backup(
     let _lock = if opts.dry_run {
         None
     } else {
-        let lock = BackupLock::acquire(repo.backend().clone(), &opts.host)?;
+        let lock = BackupLock::acquire(repo.backend().clone(), repo.codec().clone(), &opts.host)?;
         repo.refresh_index()?;
         Some(lock)
     };
     let cfg = repo.config();
-    let uploader = Uploader::start(repo.backend().clone(), opts.dry_run);
+    let uploader = Uploader::start(repo.backend().clone(), repo.codec().clone(), opts.dry_run);
     let ctx = Ctx {
         repo,
-        chunker: FileChunker::new(Chunker::new(cfg.chunker), cfg.compression),
+        chunker: FileChunker::with_hasher(
+            Chunker::with_seed(cfg.chunker, repo.codec().chunker_seed()),
+            cfg.compression,
+            repo.codec().id_hasher(),
+        ),
         data: uploader.packer(BlobKind::Data, cfg.pack_size as usize),
         trees: uploader.packer(BlobKind::Tree, cfg.pack_size as usize),
         claimed: Mutex::default(),

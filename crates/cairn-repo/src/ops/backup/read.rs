@@ -176,7 +176,7 @@ impl Ctx<'_> {
 
     fn store_tree(&self, tree: &mut Tree) -> Result<Id> {
         let bytes = tree.encode();
-        let id = Id::of(&bytes);
+        let id = self.repo.blob_id(&bytes);
         if self.claim(&id) {
             let cfg = self.repo.config();
             match cfg.compression.compress(&bytes) {

@@ -10,10 +10,12 @@ use super::dest::{Dest, Found};
 use super::fill::compare_chunks;
 use super::plan::{Filters, Step, Walk};
 use super::{Planned, Problem, RestoreOptions, RestoreOutcome, BATCH_FILES};
+use crate::format::crypto::Codec;
 use crate::format::tree::Node;
 use crate::{Repository, Result};
 
 struct Dry<'a> {
+    codec: &'a Codec,
     dest: Option<Dest>,
     filters: &'a Filters,
     delete: bool,
@@ -30,6 +32,7 @@ pub(super) fn dry_run(
     opts: &RestoreOptions,
 ) -> Result<RestoreOutcome> {
     let mut dry = Dry {
+        codec: repo.codec(),
         dest: Dest::open_existing(&opts.target).ok(),
         filters,
         delete: opts.delete,
@@ -146,7 +149,7 @@ impl Dry<'_> {
         let dest = self.dest.as_ref();
         let differing: Vec<Option<u64>> = files
             .par_iter()
-            .map(|(rel, node)| differing_bytes(dest, rel, node))
+            .map(|(rel, node)| differing_bytes(self.codec, dest, rel, node))
             .collect();
         for ((rel, node), diff) in files.iter().zip(differing) {
             match diff {
@@ -165,12 +168,12 @@ impl Dry<'_> {
 }
 
 /// Bytes a restore would write into `rel`; `None` when it is already right.
-fn differing_bytes(dest: Option<&Dest>, rel: &Path, node: &Node) -> Option<u64> {
+fn differing_bytes(codec: &Codec, dest: Option<&Dest>, rel: &Path, node: &Node) -> Option<u64> {
     let file = dest.and_then(|d| match d.found(rel) {
         Ok(Found::File { nlink: 1, .. }) => d.open_file(rel, false).ok(),
         _ => None,
     });
-    let differing: u64 = compare_chunks(file.as_ref(), node)
+    let differing: u64 = compare_chunks(codec, file.as_ref(), node)
         .filter(|(_, same)| !same)
         .map(|((_, _, len), _)| u64::from(len))
         .sum();

@@ -21,6 +21,7 @@ use rayon::prelude::*;
 use super::dest::{apply_fd, Dest, Found};
 use super::plan::LinkGroups;
 use super::{Counters, Problems, RestoreProgress};
+use crate::format::crypto::Codec;
 use crate::format::tree::Node;
 use crate::store::index::Location;
 use crate::{Error, Repository};
@@ -138,7 +139,7 @@ impl Filler<'_> {
     fn prepare_inner(&self, f: &BatchFile, slot: &mut SlotState) -> Result<Vec<Need>, String> {
         let io = |e: std::io::Error| e.to_string();
         let all = || {
-            compare_chunks(None, &f.node)
+            compare_chunks(self.repo.codec(), None, &f.node)
                 .map(|(need, _)| need)
                 .collect()
         };
@@ -146,7 +147,7 @@ impl Filler<'_> {
             Found::File { nlink, size } if self.updatable(f, nlink) => {
                 let file = self.dest.open_file(&f.rel, true).map_err(io)?;
                 let mut needs = Vec::new();
-                for (need, same) in compare_chunks(Some(&file), &f.node) {
+                for (need, same) in compare_chunks(self.repo.codec(), Some(&file), &f.node) {
                     if same {
                         self.counters.add_unchanged(u64::from(need.2));
                         self.progress.bytes(u64::from(need.2));
@@ -351,6 +352,7 @@ impl Filler<'_> {
 /// Each chunk of `node` as (id, offset, length, whether `file` already
 /// holds exactly those bytes there). With no file, nothing is held.
 pub(crate) fn compare_chunks<'a>(
+    codec: &'a Codec,
     file: Option<&'a File>,
     node: &'a Node,
 ) -> impl Iterator<Item = (Need, bool)> + 'a {
@@ -361,7 +363,7 @@ pub(crate) fn compare_chunks<'a>(
         offset += u64::from(c.len);
         let same = file.is_some_and(|f| {
             scratch.resize(c.len as usize, 0);
-            f.read_exact_at(&mut scratch, at).is_ok() && Id::of(&scratch) == c.id
+            f.read_exact_at(&mut scratch, at).is_ok() && codec.blob_id(&scratch) == c.id
         });
         ((c.id, at, c.len), same)
     })

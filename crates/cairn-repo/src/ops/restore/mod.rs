@@ -438,7 +438,7 @@ fn verify(
     let mut files = Vec::new();
     let check = |files: &mut Vec<(PathBuf, Node)>| {
         files.par_iter().for_each(|(rel, node)| {
-            if verify_file(dest, rel, node) {
+            if verify_file(repo, dest, rel, node) {
                 Counters::bump(&counters.verified);
             } else {
                 problems.add(
@@ -461,10 +461,10 @@ fn verify(
     Ok(())
 }
 
-fn verify_file(dest: &Dest, rel: &Path, node: &Node) -> bool {
+fn verify_file(repo: &Repository, dest: &Dest, rel: &Path, node: &Node) -> bool {
     let Ok(file) = dest.open_file(rel, false) else {
         return false;
     };
-    compare_chunks(Some(&file), node).all(|(_, same)| same)
+    compare_chunks(repo.codec(), Some(&file), node).all(|(_, same)| same)
         && file.metadata().is_ok_and(|m| m.len() == node.size)
 }
