@@ -1,6 +1,9 @@
 //! Repositories written by earlier cairn versions must keep opening. The
 //! fixture under tests/fixtures/repo-v1 was written by cairn 0.1.0 (format
-//! version 1) from a three-entry tree; never regenerate it, add new ones.
+//! version 1) from a three-entry tree; tests/fixtures/repo-v2 is the same
+//! tree in an encrypted repository (format 2) written by cairn 0.2, with a
+//! key file (tests/fixtures/repo-v2.key) and the password
+//! `fixture-password`. Never regenerate them; add new ones.
 
 mod common;
 
@@ -22,17 +25,14 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-#[test]
-fn format_version_1_repository_still_restores() {
-    let env = Env::new();
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/repo-v1"),
-        &env.repo,
-    );
-    let target = env.path("out");
-    let out = env.restore("latest", &target, &["--verify"]);
-    common::assert_exit(&out, 0, "restore of the v1 fixture");
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
 
+/// The three-entry tree both fixtures hold.
+fn assert_fixture_tree(target: &Path) {
     let a = std::fs::read(target.join("a.txt")).unwrap();
     assert_eq!(a, b"hello from format version 1\n");
     let meta = std::fs::metadata(target.join("a.txt")).unwrap();
@@ -49,8 +49,65 @@ fn format_version_1_repository_still_restores() {
         std::fs::read_link(target.join("link")).unwrap(),
         Path::new("a.txt")
     );
+}
+
+#[test]
+fn format_version_1_repository_still_restores() {
+    let env = Env::new();
+    copy_dir(&fixture("repo-v1"), &env.repo);
+    let target = env.path("out");
+    let out = env.restore("latest", &target, &["--verify"]);
+    common::assert_exit(&out, 0, "restore of the v1 fixture");
+    assert_fixture_tree(&target);
     let snaps = env.snapshots();
     assert_eq!(snaps.len(), 1);
     assert_eq!(snaps[0]["volume"], "fixture");
     assert_eq!(snaps[0]["tags"][0], "v1");
+}
+
+/// A version-1 repository takes new backups as it is (salted packs are
+/// readable by format 1), and stays plaintext.
+#[test]
+fn format_version_1_repository_stays_writable() {
+    let env = Env::new();
+    copy_dir(&fixture("repo-v1"), &env.repo);
+    let src = env.path("src");
+    common::write(&src.join("new.txt"), b"written by a newer cairn\n");
+    env.backup(&src, &[]);
+    assert_eq!(env.json(["cat", "config"])["version"], 1);
+    env.ok(["check", "--read-data"]);
+    env.restore("latest", &env.path("new"), &["--verify"]);
+    assert_eq!(
+        std::fs::read(env.path("new/new.txt")).unwrap(),
+        b"written by a newer cairn\n"
+    );
+    let out = env.path("old");
+    let first = env.snapshots()[0]["id"].as_str().unwrap().to_string();
+    env.restore(&first, &out, &["--verify"]);
+    assert_fixture_tree(&out);
+}
+
+#[test]
+fn format_version_2_repository_restores_with_its_key_file_or_password() {
+    let env = Env::new();
+    copy_dir(&fixture("repo-v2"), &env.repo);
+    let key = fixture("repo-v2.key");
+    let target = env.path("out");
+    env.restore(
+        "latest",
+        &target,
+        &["--verify", "--key-file", key.to_str().unwrap()],
+    );
+    assert_fixture_tree(&target);
+    env.ok(["--key-file", key.to_str().unwrap(), "check", "--read-data"]);
+    let mut c = env.cmd();
+    c.env("CAIRN_PASSWORD", "fixture-password")
+        .args(["--json", "snapshots"]);
+    let out = common::run_cmd(c);
+    common::assert_exit(&out, 0, "snapshots with the fixture's password");
+    let snaps = common::parse_json(&out);
+    assert_eq!(snaps[0]["tags"][0], "v2");
+    let mut c = env.cmd();
+    c.env("CAIRN_PASSWORD", "not-the-password").arg("snapshots");
+    common::assert_exit(&common::run_cmd(c), 12, "a wrong password");
 }

@@ -13,6 +13,9 @@ use crate::output::Out;
 
 pub fn key(cli: &Cli, out: &Out, args: &KeyArgs) -> Result<u8> {
     let repo = location::open(cli)?;
+    if !repo.codec().is_sealed() {
+        return Err(cairn_repo::Error::NotEncrypted(repo.backend().location()).into());
+    }
     match &args.what {
         KeyCommand::List => list(&repo, out),
         KeyCommand::Add(new) => {
@@ -25,9 +28,9 @@ pub fn key(cli: &Cli, out: &Out, args: &KeyArgs) -> Result<u8> {
             report(out, "removed", &id)
         }
         KeyCommand::Passwd(new) => {
-            let Some(current) = repo.unlocked_slot() else {
-                bail!("the repository is not encrypted (it has no keys)");
-            };
+            let current = repo
+                .unlocked_slot()
+                .expect("an encrypted repository was unlocked by a slot");
             let id = add(&repo, &new_secret(new)?)?;
             remove_slot(&repo, &current)?;
             report(out, "replaced", &id)

@@ -1,4 +1,4 @@
-//! Encryption for format 2 (docs/FORMAT.md section 14): the repository's
+//! Encryption for format 2 (docs/FORMAT.md section 13): the repository's
 //! secrets, authenticated encryption of every object, and the key slots
 //! that wrap the secrets under passwords or key files. Pure: no I/O.
 //!

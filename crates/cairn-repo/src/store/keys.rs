@@ -1,4 +1,4 @@
-//! The config file and key slots (docs/FORMAT.md sections 4 and 14):
+//! The config file and key slots (docs/FORMAT.md sections 4 and 13):
 //! reading a repository's config, unlocking an encrypted one with the
 //! secrets a caller supplies, and adding, listing and removing key slots.
 

@@ -166,7 +166,7 @@ impl PackWriter {
                 )?;
                 let trailer = encode_sealed_trailer(&table);
                 // Pad to a multiple of 4 KiB, so a pack of few blobs says
-                // little about their lengths (docs/FORMAT.md section 14).
+                // little about their lengths (docs/FORMAT.md section 13).
                 let total = self.len + trailer.len() as u64;
                 let mut pad = vec![0u8; ((PAD_TO - total % PAD_TO) % PAD_TO) as usize];
                 fill_random(&mut pad).map_err(random_failed)?;
