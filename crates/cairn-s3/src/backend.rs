@@ -239,11 +239,9 @@ impl S3Backend {
         data: Bytes,
     ) -> Result<(), BackendError> {
         self.refuse_existing(key, path).await?;
-        let put = || {
-            self.store
-                .put_opts(path, data.clone().into(), PutMode::Overwrite.into())
-        };
-        self.replaying(put)
+        // object_store marks an overwrite idempotent and retries it fully.
+        self.store
+            .put_opts(path, data.into(), PutMode::Overwrite.into())
             .await
             .map(drop)
             .map_err(|e| self.put_err(key, e))

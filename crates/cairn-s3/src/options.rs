@@ -15,9 +15,10 @@ pub struct S3Options {
     /// never replaced even when two hosts race. Turn it off only for a store
     /// that rejects the header: then a `HEAD` before each `PUT` refuses
     /// existing keys, which is racy (two writers that both see the key
-    /// missing both write, and the last one wins). Every repository key but
-    /// `config` names its content, so racing writers of one key write the
-    /// same bytes; `config` is written once by `init`.
+    /// missing both write, and the last one wins). That is harmless for keys
+    /// named by their content (packs, segments, snapshots, plans) or by a
+    /// random run (locks), not for `config` or a plan's `.wait`: see
+    /// docs/s3.md.
     pub conditional_put: bool,
     /// Files larger than this are uploaded in parts (`put_file` only).
     pub multipart_threshold: u64,

@@ -10,20 +10,24 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_s3::{AwsEnv, S3Backend, S3Options};
 
-/// A moto server for the whole test binary. It is started through a shell
-/// that waits on its stdin, a pipe from this process: when the test binary
-/// exits, however it exits, the pipe closes and the shell stops moto.
+/// A moto server for the whole test binary: the one at `CAIRN_S3_MOTO`
+/// (`127.0.0.1:PORT`, as tests/s3/start-moto.sh starts it), or one of its
+/// own. That one is started through a shell that waits on its stdin, a
+/// pipe from this process: when the test binary exits, however it exits,
+/// the pipe closes and the shell stops moto.
 pub struct Moto {
     pub addr: SocketAddr,
-    _watchdog: Child,
+    _watchdog: Option<Child>,
 }
 
 /// Set to make a missing moto a failure instead of a skip (CI sets it).
 const REQUIRE: &str = "CAIRN_S3_REQUIRE_MOTO";
+/// Address of a running moto to use.
+const SHARED: &str = "CAIRN_S3_MOTO";
 
 /// The shared moto server, or `None` (with a message saying why the test
 /// is skipped) if moto is not installed.
@@ -33,6 +37,14 @@ pub fn moto() -> Option<&'static Moto> {
 }
 
 fn start_moto() -> Option<Moto> {
+    if let Ok(addr) = std::env::var(SHARED) {
+        let addr: SocketAddr = addr.parse().expect("CAIRN_S3_MOTO is 127.0.0.1:PORT");
+        wait_until_answering(addr, Duration::from_secs(30));
+        return Some(Moto {
+            addr,
+            _watchdog: None,
+        });
+    }
     let installed = Command::new("moto_server")
         .arg("--help")
         .stdout(Stdio::null())
@@ -58,7 +70,7 @@ fn start_moto() -> Option<Moto> {
     wait_until_answering(addr, Duration::from_secs(60));
     Some(Moto {
         addr,
-        _watchdog: watchdog,
+        _watchdog: Some(watchdog),
     })
 }
 
@@ -99,10 +111,17 @@ impl Moto {
         format!("http://{}", self.addr)
     }
 
-    /// A new bucket, named for the test.
+    /// A new bucket, named for the test and unique even on a moto that
+    /// other test binaries and earlier runs use.
     pub fn bucket(&self, name: &str) -> String {
         static N: AtomicU32 = AtomicU32::new(0);
-        let bucket = format!("{name}-{}", N.fetch_add(1, Ordering::Relaxed));
+        let run = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            % 1_000_000;
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let bucket = format!("{name}-{}-{run}-{n}", std::process::id());
         let answer = raw_request(self.addr, "PUT", &format!("/{bucket}")).unwrap();
         assert!(
             answer.starts_with("HTTP/1.1 200"),
