@@ -55,7 +55,8 @@ fn start_moto() -> Option<Moto> {
         let msg = "moto_server not found: S3 tests skipped (pip install 'moto[server]', \
                    or run tests/s3/start-moto.sh)";
         assert!(std::env::var_os(REQUIRE).is_none(), "{msg}");
-        eprintln!("SKIPPED: {msg}");
+        // Straight to stderr: libtest hides what passing tests print.
+        let _ = writeln!(std::io::stderr(), "SKIPPED: {msg}");
         return None;
     }
     let port = free_port();
