@@ -47,6 +47,13 @@ pub enum Error {
         /// Names of the running containers that mount it.
         containers: Vec<String>,
     },
+    /// The volume's files are neither at its mountpoint nor mounted into the
+    /// container this process runs in.
+    #[error("cannot see the files of Docker volume {name} from here: mount it into cairn's container (`-v {name}:/volumes/{name}`) or run cairn on the engine's host")]
+    VolumeNotReachable {
+        /// The volume's name.
+        name: String,
+    },
     /// A command cannot run in a container that is not running.
     #[error("container {name} is not running")]
     ContainerNotRunning {

@@ -16,7 +16,8 @@
 //! let volume = engine.volume("pgdata")?;
 //! let users = engine.containers_using(&volume.name)?;
 //! let mut stopped = StoppedContainers::stop(&engine, &users)?;
-//! // ... back up volume.mountpoint here ...
+//! let files = engine.data_dir(&volume)?; // the mountpoint, or where cairn's container mounts it
+//! // ... back up `files` here ...
 //! let downtime = stopped.restart()?;
 //! println!("{} was down for {downtime:.1?}", volume.name);
 //! # Ok(())
@@ -28,6 +29,7 @@ mod container;
 mod engine;
 mod error;
 mod exec;
+mod locate;
 mod stopped;
 mod volume;
 
@@ -35,5 +37,6 @@ pub use container::{ContainerInfo, VolumeMount, STOP_DURING_BACKUP_LABEL};
 pub use engine::{Engine, DEFAULT_SOCKET};
 pub use error::{Error, Result};
 pub use exec::ExecOutput;
+pub use locate::own_container_id;
 pub use stopped::StoppedContainers;
 pub use volume::{parse_label_filter, VolumeInfo};

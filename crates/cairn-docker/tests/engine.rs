@@ -350,3 +350,26 @@ fn create_volume_keeps_driver_labels_options_and_refuses_an_existing_name() {
         format!("Docker volume {name} already exists: choose a new name or remove it first")
     );
 }
+
+#[test]
+fn data_dir_is_the_mountpoint_on_the_engine_host() {
+    let Some(engine) = engine_or_skip("data_dir_is_the_mountpoint_on_the_engine_host") else {
+        return;
+    };
+    if cairn_docker::own_container_id().is_some() {
+        eprintln!(
+            "skipping data_dir_is_the_mountpoint_on_the_engine_host: this test runs in a container"
+        );
+        return;
+    }
+    let mut scratch = Scratch::default();
+    let name = scratch.volume("located", &[]);
+    let mut volume = engine.volume(&name).unwrap();
+    assert_eq!(engine.data_dir(&volume).unwrap(), volume.mountpoint);
+
+    volume.mountpoint = "/nonexistent/_data".into();
+    assert_eq!(
+        engine.data_dir(&volume).unwrap_err().to_string(),
+        format!("cannot see the files of Docker volume {name} from here: mount it into cairn's container (`-v {name}:/volumes/{name}`) or run cairn on the engine's host")
+    );
+}
