@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crate::container::ContainerInfo;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::locate::own_container_id;
 
 /// A set of containers stopped for a backup. They are started again, in the
 /// reverse order of stopping, by [`StoppedContainers::restart`] or, if that
@@ -35,8 +36,11 @@ pub struct StoppedContainers {
 
 impl StoppedContainers {
     /// Stops each running container of `containers`, in order; those not
-    /// running are skipped and will not be started. If one fails to stop,
-    /// those already stopped are started again and the error is returned.
+    /// running are skipped and will not be started. So is the container this
+    /// process runs in, if listed (cairn's own container mounts the volume it
+    /// backs up): stopping it would end the backup with nobody to restart
+    /// anything. If one fails to stop, those already stopped are started
+    /// again and the error is returned.
     pub fn stop(engine: &Engine, containers: &[ContainerInfo]) -> Result<StoppedContainers> {
         let mut guard = StoppedContainers {
             engine: engine.clone(),
@@ -44,7 +48,9 @@ impl StoppedContainers {
             stopped_at: Instant::now(),
             downtime: None,
         };
-        for c in containers.iter().filter(|c| c.running) {
+        let me = own_container_id();
+        let others = containers.iter().filter(|c| Some(&c.id) != me.as_ref());
+        for c in others.filter(|c| c.running) {
             if guard.engine.stop(&c.id)? {
                 guard.stopped.push(c.clone());
             }

@@ -8,6 +8,7 @@ use bollard::query_parameters::ListVolumesOptions;
 
 use crate::engine::{status_of, Engine};
 use crate::error::{Error, Result};
+use crate::locate::own_container_id;
 
 /// A named volume as the engine describes it: what a backup records so that a
 /// restore can create the same kind of volume again.
@@ -126,11 +127,13 @@ impl Engine {
 
     /// Fails with [`Error::VolumeInUse`] if a running container mounts
     /// volume `name`: what a restore into an existing volume checks first.
+    /// The container this process runs in does not count.
     pub fn check_not_in_use(&self, name: &str) -> Result<()> {
+        let me = own_container_id();
         let running: Vec<String> = self
             .containers_using(name)?
             .into_iter()
-            .filter(|c| c.running)
+            .filter(|c| c.running && Some(&c.id) != me.as_ref())
             .map(|c| c.name)
             .collect();
         if running.is_empty() {
