@@ -169,6 +169,17 @@ impl Engine {
         &self.endpoint
     }
 
+    /// The engine host's name (`docker info`'s Name). Inside a container
+    /// the hostname is the container's id, new for every `docker run`; this
+    /// name is what a backup should record as its host, so that runs from
+    /// the engine's host and from containers form one snapshot group.
+    pub fn host_name(&self) -> Result<String> {
+        let info = self
+            .block_on(self.docker.info())
+            .map_err(|e| self.api_error("reading the engine's system info", e))?;
+        Ok(info.name.unwrap_or_default())
+    }
+
     /// Runs one request to completion on the I/O thread.
     pub(crate) fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)

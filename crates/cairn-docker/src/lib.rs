@@ -5,8 +5,9 @@
 //! container, and create a volume to restore into.
 //!
 //! The async client (bollard) and its runtime stay inside this crate: cairn's
-//! backup and restore engines are plain threads, and no other crate of the
-//! workspace pulls in tokio or hyper.
+//! backup and restore engines are plain threads, so the rest of the
+//! workspace sees only blocking calls, and tokio and hyper come in through
+//! this crate alone. One I/O thread serves every clone of an [`Engine`].
 //!
 //! ```no_run
 //! use cairn_docker::{Engine, StoppedContainers};

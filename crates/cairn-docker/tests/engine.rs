@@ -45,6 +45,18 @@ fn unknown_volume_and_container_are_one_line_each() {
 }
 
 #[test]
+fn the_engine_names_its_host() {
+    let Some(engine) = engine_or_skip("the_engine_names_its_host") else {
+        return;
+    };
+    assert_eq!(
+        engine.host_name().unwrap(),
+        docker(&["info", "-f", "{{.Name}}"])
+    );
+    assert!(engine.endpoint().starts_with("unix://") || engine.endpoint().starts_with("tcp://"));
+}
+
+#[test]
 fn volume_reports_driver_labels_and_options() {
     let Some(engine) = engine_or_skip("volume_reports_driver_labels_and_options") else {
         return;
