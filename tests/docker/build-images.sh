@@ -3,7 +3,7 @@
 # packages: no registry is needed (or reachable). Both are FROM scratch with a
 # root filesystem staged here.
 #
-#   cairn-test-busybox   static busybox; runs `sleep 3600`
+#   cairn-test-busybox   static busybox; idles (`sleep 3600`), stops at once
 #   cairn-test-postgres  PostgreSQL 15 server, psql and pgbench: initdb into
 #                        /var/lib/postgresql/data on first start, port 5432,
 #                        every connection trusted (tests only)
@@ -41,7 +41,8 @@ inputs_hash() {
   local name=$1
   {
     cat "$0"
-    find "$here/$name" -type f -print0 | sort -z | xargs -0 sha256sum
+    # Relative paths: the same inputs hash alike in every checkout.
+    (cd "$here" && find "$name" -type f -print0 | sort -z | xargs -0 sha256sum)
     [ "$name" = postgres ] && dpkg-query -W -f '${Version}\n' "postgresql-$pg_version"
     sha256sum /bin/busybox
   } | sha256sum | cut -d' ' -f1
