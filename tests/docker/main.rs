@@ -1,0 +1,9 @@
+//! The container side of cairn: its image built by `docker/build.sh` and used
+//! as docs/containers.md shows, and the compose file and Kubernetes
+//! manifests that page keeps, checked so they cannot rot unnoticed.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod image;
+mod manifests;
