@@ -38,6 +38,10 @@ pub struct Cli {
     /// Unlock the repository with this key file instead of a password.
     #[arg(long, global = true, env = "CAIRN_KEY_FILE", value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+    /// Requests to an object store kept in flight at once (uploads, range
+    /// reads). Default: 16.
+    #[arg(long, global = true, env = "CAIRN_CONNECTIONS", value_name = "N")]
+    pub connections: Option<usize>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -75,6 +79,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Manage the passwords and key files that unlock an encrypted repository.
     Key(KeyArgs),
+    /// Copy snapshots to another repository, sending only what it lacks.
+    Copy(CopyArgs),
 }
 
 #[derive(Args, Debug)]
@@ -137,6 +143,57 @@ pub struct InitArgs {
     /// Make a plaintext repository: anyone who can read it reads your data.
     #[arg(long)]
     pub insecure_no_encryption: bool,
+    /// Cut and name chunks as this repository does (its chunk sizes, and
+    /// for two encrypted repositories its chunking keys), so the two
+    /// deduplicate against each other and `copy` sends only what is missing.
+    #[arg(long, value_name = "LOCATION")]
+    pub copy_chunker_params: Option<String>,
+    #[command(flatten)]
+    pub from: FromKeyArgs,
+}
+
+/// How to unlock the repository `init --copy-chunker-params` reads.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FromKeyArgs {
+    /// Its password file (or CAIRN_FROM_PASSWORD).
+    #[arg(long, value_name = "FILE")]
+    pub from_password_file: Option<PathBuf>,
+    /// A command printing its password.
+    #[arg(long, value_name = "CMD")]
+    pub from_password_command: Option<String>,
+    /// Its key file.
+    #[arg(long, value_name = "FILE")]
+    pub from_key_file: Option<PathBuf>,
+}
+
+/// How to unlock the destination of `copy`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ToKeyArgs {
+    /// Its password file (or CAIRN_TO_PASSWORD).
+    #[arg(long, value_name = "FILE")]
+    pub to_password_file: Option<PathBuf>,
+    /// A command printing its password.
+    #[arg(long, value_name = "CMD")]
+    pub to_password_command: Option<String>,
+    /// Its key file.
+    #[arg(long, value_name = "FILE")]
+    pub to_key_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// Snapshots to copy (ids, prefixes, `latest`); default: all that the
+    /// filters pass.
+    #[arg(value_name = "SNAP")]
+    pub snapshots: Vec<String>,
+    /// The destination repository (a path or s3://BUCKET/PREFIX). It must
+    /// exist; snapshots it already has are skipped.
+    #[arg(long, value_name = "LOCATION")]
+    pub to: String,
+    #[command(flatten)]
+    pub keys: ToKeyArgs,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Args, Debug, Default, Clone)]

@@ -74,6 +74,57 @@ impl KeySource for CliKeys<'_> {
     }
 }
 
+/// The secrets given for a second repository (`copy --to`, `init
+/// --copy-chunker-params`), falling back to its key file in the config dir.
+pub struct OtherKeys {
+    pub password_file: Option<PathBuf>,
+    pub password_command: Option<String>,
+    pub key_file: Option<PathBuf>,
+    /// The environment variable holding its password.
+    pub env: &'static str,
+}
+
+impl OtherKeys {
+    fn given(&self) -> Result<Option<Secret>> {
+        if let Some(path) = &self.key_file {
+            return read_key_file(path).map(Some);
+        }
+        if let Some(path) = &self.password_file {
+            let text = Zeroizing::new(
+                std::fs::read(path).with_context(|| format!("password file {}", path.display()))?,
+            );
+            return Ok(Some(Secret::Password(first_line(&text))));
+        }
+        if let Some(cmd) = &self.password_command {
+            return run_password_command(cmd).map(|p| Some(Secret::Password(p)));
+        }
+        Ok(std::env::var_os(self.env)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                Secret::Password(Zeroizing::new(
+                    std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec(),
+                ))
+            }))
+    }
+}
+
+impl KeySource for OtherKeys {
+    fn secrets(&self, repo_id: &Id) -> Result<Vec<Secret>, String> {
+        match self.given() {
+            Ok(Some(secret)) => return Ok(vec![secret]),
+            Ok(None) => {}
+            Err(e) => return Err(crate::one_line(&e)),
+        }
+        let default = default_key_file(repo_id);
+        if default.exists() {
+            return read_key_file(&default)
+                .map(|s| vec![s])
+                .map_err(|e| crate::one_line(&e));
+        }
+        Ok(Vec::new())
+    }
+}
+
 /// The first line of a password file, without its line end.
 fn first_line(text: &[u8]) -> Zeroizing<Vec<u8>> {
     let end = text.iter().position(|&b| b == b'\n').unwrap_or(text.len());

@@ -35,14 +35,54 @@ pub fn location(cli: &Cli) -> String {
     })
 }
 
+/// Every backend this process opened, so that outputs can report the
+/// requests they made.
+static OPENED: std::sync::Mutex<Vec<Arc<dyn Backend>>> = std::sync::Mutex::new(Vec::new());
+
 /// The backend for a location: the one place that tells a URL from a path.
-pub fn backend_for(location: &str) -> Result<Arc<dyn Backend>> {
-    if let Some((scheme, _)) = location.split_once("://") {
-        anyhow::bail!(
-            "{location}: unsupported repository location scheme {scheme:?} (use a local path)"
-        );
+pub fn backend_for(cli: &Cli, location: &str) -> Result<Arc<dyn Backend>> {
+    let backend: Arc<dyn Backend> = match location.split_once("://") {
+        Some(("s3", _)) => {
+            let mut options = cairn_s3::S3Options::default();
+            if let Some(n) = cli.connections {
+                options.connections = n.clamp(1, 256);
+            }
+            Arc::new(cairn_s3::S3Backend::from_url(location, &options)?)
+        }
+        Some((scheme, _)) => anyhow::bail!(
+            "{location}: unsupported repository location scheme {scheme:?} (use a local path or s3://BUCKET/PREFIX)"
+        ),
+        None => Arc::new(LocalBackend::new(location)),
+    };
+    OPENED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(backend.clone());
+    Ok(backend)
+}
+
+/// The requests every opened backend made so far (object stores count
+/// them; a local directory does not).
+pub fn request_stats() -> Option<cairn_repo::RequestStats> {
+    let opened = OPENED.lock().unwrap_or_else(|p| p.into_inner());
+    let all: Vec<_> = opened.iter().filter_map(|b| b.request_stats()).collect();
+    if all.is_empty() {
+        return None;
     }
-    Ok(Arc::new(LocalBackend::new(location)))
+    Some(
+        all.iter()
+            .fold(Default::default(), |mut t: cairn_repo::RequestStats, s| {
+                t.put += s.put;
+                t.get += s.get;
+                t.list += s.list;
+                t.delete += s.delete;
+                t.head += s.head;
+                t.bytes_sent += s.bytes_sent;
+                t.bytes_received += s.bytes_received;
+                t.failed += s.failed;
+                t
+            }),
+    )
 }
 
 /// Where the local index cache lives.
@@ -57,7 +97,7 @@ pub fn cache_root(cli: &Cli) -> PathBuf {
 /// for it at creation).
 pub fn open(cli: &Cli) -> Result<Repository> {
     let loc = location(cli);
-    let backend = backend_for(&loc)?;
+    let backend = backend_for(cli, &loc)?;
     let keys = CliKeys { cli };
     Ok(Repository::open_with(
         backend,
@@ -126,7 +166,17 @@ const KDF_TARGET: std::time::Duration = std::time::Duration::from_millis(500);
 /// Create a repository at `loc`: encrypted unless `insecure`, with the
 /// user's password or key file, else a new key file in the config dir.
 pub fn create(cli: &Cli, config: &Config, insecure: bool) -> Result<Protection> {
-    let backend = backend_for(&location(cli))?;
+    create_like(cli, config, insecure, None)
+}
+
+/// As [`create`], cutting and naming chunks as `like` does when given.
+pub fn create_like(
+    cli: &Cli,
+    config: &Config,
+    insecure: bool,
+    like: Option<&Repository>,
+) -> Result<Protection> {
+    let backend = backend_for(cli, &location(cli))?;
     if insecure {
         Repository::init(&*backend, config)?;
         return Ok(Protection::None);
@@ -143,7 +193,8 @@ pub fn create(cli: &Cli, config: &Config, insecure: bool) -> Result<Protection> 
         Secret::Password(_) => calibrate_iterations(KDF_TARGET),
         Secret::KeyFile(_) => 1,
     };
-    init_encrypted(&*backend, config, &secret, iterations, &owner())?;
+    let chunking = like.map(|r| &**r.codec());
+    init_encrypted(&*backend, config, &secret, iterations, &owner(), chunking)?;
     Ok(protection)
 }
 
@@ -161,6 +212,6 @@ pub fn protection_note(loc: &str, p: &Protection) -> String {
 }
 
 /// Whether nothing is at `loc` yet (so `backup` may create a repository there).
-pub fn is_vacant(loc: &str) -> Result<bool> {
-    Ok(backend_for(loc)?.probe()? != LocationState::Occupied)
+pub fn is_vacant(cli: &Cli, loc: &str) -> Result<bool> {
+    Ok(backend_for(cli, loc)?.probe()? != LocationState::Occupied)
 }

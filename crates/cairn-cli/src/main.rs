@@ -1,11 +1,12 @@
 //! The `cairn` binary: parses arguments, shows progress, and wires
 //! cairn-chunk and cairn-repo together. Every failure is one line on stderr.
 
+#[macro_use]
+mod output;
 mod args;
 mod commands;
 mod keys;
 mod location;
-mod output;
 
 use std::process::ExitCode;
 

@@ -7,6 +7,35 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+/// `println!` for stdout that ends the process the way a Unix tool does
+/// when the reader went away (`cairn ls | head`): by SIGPIPE, quietly,
+/// instead of a panic.
+macro_rules! outln {
+    () => { $crate::output::write_line(format_args!("")) };
+    ($($t:tt)*) => { $crate::output::write_line(format_args!($($t)*)) };
+}
+
+/// One line on stdout (see [`outln!`]).
+pub fn write_line(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|_| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            die_of_sigpipe();
+        }
+    }
+}
+
+fn die_of_sigpipe() -> ! {
+    // SAFETY: restoring the default action and raising the signal is what a
+    // C program writing to a closed pipe would undergo.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    std::process::exit(141)
+}
+
 /// Output settings from the global flags.
 #[derive(Clone, Copy)]
 pub struct Out {
@@ -16,9 +45,14 @@ pub struct Out {
 }
 
 impl Out {
-    /// Print a JSON document on stdout.
+    /// Print a JSON document on stdout; an object gets `requests` (what
+    /// the object store was asked) when the repository is a remote one.
     pub fn json<T: Serialize>(&self, value: &T) -> anyhow::Result<()> {
-        println!("{}", serde_json::to_string_pretty(value)?);
+        let mut doc = serde_json::to_value(value)?;
+        if let (Some(map), Some(stats)) = (doc.as_object_mut(), crate::location::request_stats()) {
+            map.insert("requests".into(), serde_json::to_value(stats)?);
+        }
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
         Ok(())
     }
 

@@ -33,6 +33,6 @@ pub use error::{Error, Result};
 pub use format::config::Config;
 pub use format::snapshot::{Filter, Snapshot};
 pub use format::tree::{Node, NodeKind, Tree};
-pub use store::backend::{Backend, BackendError, LocationState, ObjectInfo};
+pub use store::backend::{Backend, BackendError, LocationState, ObjectInfo, RequestStats};
 pub use store::local::LocalBackend;
 pub use store::repository::{Damaged, Repository, SnapshotList};

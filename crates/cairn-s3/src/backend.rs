@@ -385,6 +385,28 @@ impl Backend for S3Backend {
         self.location.to_string()
     }
 
+    fn concurrency(&self) -> usize {
+        self.options.connections.max(1)
+    }
+
+    fn remote(&self) -> bool {
+        true
+    }
+
+    fn request_stats(&self) -> Option<cairn_repo::RequestStats> {
+        let s = self.stats();
+        Some(cairn_repo::RequestStats {
+            put: s.put,
+            get: s.get,
+            list: s.list,
+            delete: s.delete,
+            head: s.head,
+            bytes_sent: s.bytes_sent,
+            bytes_received: s.bytes_received,
+            failed: s.failed,
+        })
+    }
+
     /// `Missing` when the bucket does not exist, `Empty` when no object
     /// has the prefix (a prefix exists only through its objects). One
     /// listing page.

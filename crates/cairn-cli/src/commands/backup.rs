@@ -61,7 +61,7 @@ fn absolute_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// Open the repository, creating a missing local one with default settings.
 fn open_or_create(cli: &Cli, args: &BackupArgs) -> Result<cairn_repo::Repository> {
     let loc = location::location(cli);
-    if location::is_vacant(&loc)? {
+    if location::is_vacant(cli, &loc)? {
         let config = location::config_from(&args.chunk)?;
         let protection = location::create(cli, &config, false)?;
         // Said even with --quiet: it is the only time the key file is named.
@@ -135,7 +135,7 @@ pub fn backup(cli: &Cli, out: &Out, args: &BackupArgs) -> Result<u8> {
             s.duration_s
         ));
         match &id {
-            Some(id) => println!("snapshot {id} saved"),
+            Some(id) => outln!("snapshot {id} saved"),
             None => out.info("dry run: nothing was written"),
         }
     }

@@ -164,19 +164,19 @@ fn print_table(result: &Survey) {
             .trim_end()
             .to_string()
     };
-    println!("{}", line(header.clone()));
+    outln!("{}", line(header.clone()));
     for r in &rows {
-        println!("{}", line(r.iter().map(String::as_str).collect()));
+        outln!("{}", line(r.iter().map(String::as_str).collect()));
     }
     for p in &result.paths {
-        println!(
+        outln!(
             "{}: {} file(s), {}",
             p.path.display(),
             p.files,
             human_bytes(p.bytes)
         );
     }
-    println!(
+    outln!(
         "index (est) = unique chunks x (52 B pack entry + 52 B index entry) + chunks x 35 B tree reference"
     );
 }

@@ -25,7 +25,7 @@ pub fn diff(cli: &Cli, out: &Out, args: &DiffArgs) -> Result<u8> {
         return Ok(0);
     }
     for c in &changes {
-        println!("{}  {}", c.kind.marker(), c.path);
+        outln!("{}  {}", c.kind.marker(), c.path);
     }
     out.info(&format!(
         "{} -> {}: {} added ({}), {} removed ({}), {} modified ({} new), {} metadata only, {} changed type",

@@ -129,16 +129,18 @@ fn print_plans(plans: &[GroupPlan]) {
     };
     for (i, plan) in plans.iter().enumerate() {
         if i > 0 {
-            println!();
+            outln!();
         }
-        println!("{}", plan.key);
-        println!(
+        outln!("{}", plan.key);
+        outln!(
             "  {:<6}  {:<8}  {:<19}  reasons",
-            "action", "id", "time (UTC)"
+            "action",
+            "id",
+            "time (UTC)"
         );
         for (v, time) in &plan.keep {
             let reasons: Vec<String> = v.reasons.iter().map(ToString::to_string).collect();
-            println!(
+            outln!(
                 "  {:<6}  {:<8}  {:<19}  {}",
                 "keep",
                 v.id.short(),
@@ -147,7 +149,7 @@ fn print_plans(plans: &[GroupPlan]) {
             );
         }
         for (id, time) in &plan.remove {
-            println!("  {:<6}  {:<8}  {:<19}", "remove", id.short(), shown(time));
+            outln!("  {:<6}  {:<8}  {:<19}", "remove", id.short(), shown(time));
         }
     }
 }

@@ -3,14 +3,25 @@
 use anyhow::Result;
 use serde_json::json;
 
-use crate::args::{Cli, InitArgs};
+use cairn_repo::Repository;
+
+use crate::args::{Cli, FromKeyArgs, InitArgs};
+use crate::keys::OtherKeys;
 use crate::location::{self, Protection};
 use crate::output::Out;
 
 pub fn init(cli: &Cli, out: &Out, args: &InitArgs) -> Result<u8> {
     let loc = location::location(cli);
-    let config = location::config_from(&args.chunk)?;
-    let protection = location::create(cli, &config, args.insecure_no_encryption)?;
+    let mut config = location::config_from(&args.chunk)?;
+    let like = match &args.copy_chunker_params {
+        Some(other) => Some(open_other(cli, other, &args.from)?),
+        None => None,
+    };
+    if let Some(other) = &like {
+        config.chunker = other.config().chunker;
+    }
+    let protection =
+        location::create_like(cli, &config, args.insecure_no_encryption, like.as_ref())?;
     if out.json {
         let key_file = match &protection {
             Protection::NewKeyFile(p) => Some(p.clone()),
@@ -35,4 +46,16 @@ pub fn init(cli: &Cli, out: &Out, args: &InitArgs) -> Result<u8> {
         ));
     }
     Ok(0)
+}
+
+/// The repository whose chunking `--copy-chunker-params` copies.
+fn open_other(cli: &Cli, location: &str, keys: &FromKeyArgs) -> Result<Repository> {
+    let keys = OtherKeys {
+        password_file: keys.from_password_file.clone(),
+        password_command: keys.from_password_command.clone(),
+        key_file: keys.from_key_file.clone(),
+        env: "CAIRN_FROM_PASSWORD",
+    };
+    let backend = location::backend_for(cli, location)?;
+    Ok(Repository::open_with(backend, None, &keys)?)
 }

@@ -54,14 +54,19 @@ pub fn snapshots(cli: &Cli, out: &Out, args: &FilterArgs) -> Result<u8> {
         )?;
         return Ok(0);
     }
-    println!(
+    outln!(
         "{:<8}  {:<19}  {:<12}  {:<12}  {:<10}  {:>10}  paths",
-        "id", "time", "host", "volume", "tags", "size"
+        "id",
+        "time",
+        "host",
+        "volume",
+        "tags",
+        "size"
     );
     for (id, s) in &list {
         let time = s.timestamp().format("%Y-%m-%d %H:%M:%S").to_string();
         let paths: Vec<String> = s.paths.iter().map(|p| p.display().to_string()).collect();
-        println!(
+        outln!(
             "{:<8}  {:<19}  {:<12}  {:<12}  {:<10}  {:>10}  {}",
             id.short(),
             time,
@@ -153,7 +158,7 @@ pub fn ls(cli: &Cli, out: &Out, args: &LsArgs) -> Result<u8> {
             } else {
                 String::new()
             };
-            println!(
+            outln!(
                 "{} {:>5} {:>5} {:>12} {} {path}{extra}",
                 mode_string(&n),
                 n.uid,
@@ -162,7 +167,7 @@ pub fn ls(cli: &Cli, out: &Out, args: &LsArgs) -> Result<u8> {
                 time
             );
         } else {
-            println!("{path}");
+            outln!("{path}");
         }
     }
     Ok(0)

@@ -94,13 +94,16 @@ fn list(repo: &Repository, out: &Out) -> Result<u8> {
         out.json(&rows)?;
         return Ok(0);
     }
-    println!(
+    outln!(
         " {:<8}  {:<9}  {:<20}  {:<12}  user",
-        "id", "kind", "created", "host"
+        "id",
+        "kind",
+        "created",
+        "host"
     );
     for (id, s) in &slots {
         let mark = if Some(*id) == current { '*' } else { ' ' };
-        println!(
+        outln!(
             "{mark}{:<8}  {:<9}  {:<20}  {:<12}  {}",
             id.short(),
             s.kind,

@@ -176,16 +176,16 @@ fn repair_snapshots_cmd(repo: &Repository, out: &Out, dry_run: bool) -> Result<u
     }
     let verb = if dry_run { "would remove" } else { "removed" };
     for d in &r.removed {
-        println!("{verb} snapshot {}: {}", d.id.short(), d.reason);
+        outln!("{verb} snapshot {}: {}", d.id.short(), d.reason);
     }
     for s in &r.repaired {
         let to = s
             .replacement
             .map_or_else(|| "a new snapshot".to_string(), |id| id.short());
         let verb = if dry_run { "would replace" } else { "replaced" };
-        println!("{verb} snapshot {} by {to}, without:", s.original.short());
+        outln!("{verb} snapshot {} by {to}, without:", s.original.short());
         for p in &s.dropped {
-            println!("  {p}");
+            outln!("  {p}");
         }
     }
     out.info(&format!(

@@ -2,6 +2,7 @@
 
 mod backup;
 mod bench;
+mod copy;
 mod diff;
 mod forget;
 mod init;
@@ -40,6 +41,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Check(a) => maintain::check(&cli, &out, a),
         Command::Repair(a) => maintain::repair(&cli, &out, a),
         Command::Key(a) => key::key(&cli, &out, a),
+        Command::Copy(a) => copy::copy(&cli, &out, a),
     }
 }
 

@@ -47,7 +47,7 @@ pub fn restore(cli: &Cli, out: &Out, args: &RestoreArgs) -> Result<u8> {
         }))?;
     } else {
         for p in &o.planned {
-            println!("would {} {} ({})", p.action, p.path, human_bytes(p.bytes));
+            outln!("would {} {} ({})", p.action, p.path, human_bytes(p.bytes));
         }
         let verb = if args.dry_run {
             "would restore"

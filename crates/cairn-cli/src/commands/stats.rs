@@ -19,32 +19,37 @@ pub fn stats(cli: &Cli, out: &Out, args: &StatsArgs) -> Result<u8> {
         "snapshots" => "data the selected snapshots reference",
         _ => "the whole repository",
     };
-    println!("scope:              {scope}");
-    println!("snapshots:          {}", r.snapshots);
-    println!("logical size:       {}", human_bytes(r.logical_bytes));
-    println!("unique data:        {}", human_bytes(r.unique_bytes));
-    println!("stored size:        {}", human_bytes(r.stored_bytes));
-    println!(
+    outln!("scope:              {scope}");
+    outln!("snapshots:          {}", r.snapshots);
+    outln!("logical size:       {}", human_bytes(r.logical_bytes));
+    outln!("unique data:        {}", human_bytes(r.unique_bytes));
+    outln!("stored size:        {}", human_bytes(r.stored_bytes));
+    outln!(
         "chunks:             {} (average {})",
         r.chunk_count,
         human_bytes(r.average_chunk_bytes)
     );
-    println!("dedup ratio:        {:.2}", r.dedup_ratio);
-    println!("compression ratio:  {:.2}", r.compression_ratio);
-    println!("overall:            {:.2}x", r.total_ratio);
+    outln!("dedup ratio:        {:.2}", r.dedup_ratio);
+    outln!("compression ratio:  {:.2}", r.compression_ratio);
+    outln!("overall:            {:.2}x", r.total_ratio);
     if r.per_snapshot.is_empty() {
         return Ok(0);
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:<8}  {:<19}  {:<12}  {:>10}  {:>13}  {:>13}",
-        "id", "time (UTC)", "volume", "size", "unique raw", "unique stored"
+        "id",
+        "time (UTC)",
+        "volume",
+        "size",
+        "unique raw",
+        "unique stored"
     );
     for u in &r.per_snapshot {
         let time = chrono::DateTime::parse_from_rfc3339(&u.time)
             .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
             .unwrap_or_else(|_| u.time.clone());
-        println!(
+        outln!(
             "{:<8}  {:<19}  {:<12}  {:>10}  {:>13}  {:>13}",
             u.id.short(),
             time,

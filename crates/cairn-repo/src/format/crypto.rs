@@ -120,6 +120,17 @@ impl Keys {
         Ok(Keys::from_bytes(&bytes))
     }
 
+    /// Fresh secrets that name and cut chunks as `other` does (its id key
+    /// and chunker seed), with a data key of their own: a repository made
+    /// with them deduplicates against `other`'s chunks, and `copy` between
+    /// the two sends only what is missing.
+    pub fn sharing_chunking_with(other: &Keys) -> std::io::Result<Keys> {
+        let mut keys = Keys::generate()?;
+        keys.id = other.id.clone();
+        keys.chunker = other.chunker;
+        Ok(keys)
+    }
+
     fn from_bytes(b: &[u8; KEYS_LEN]) -> Keys {
         let mut data = Zeroizing::new([0u8; 32]);
         let mut id = Zeroizing::new([0u8; 32]);
@@ -397,6 +408,16 @@ impl Codec {
     /// Whether objects are encrypted.
     pub fn is_sealed(&self) -> bool {
         matches!(self, Codec::Sealed(_))
+    }
+
+    /// Whether `other` names and cuts chunks exactly as this one does, so a
+    /// blob id means the same bytes in both repositories.
+    pub fn same_chunking(&self, other: &Codec) -> bool {
+        match (self, other) {
+            (Codec::Plain, Codec::Plain) => true,
+            (Codec::Sealed(a), Codec::Sealed(b)) => a.id[..] == b.id[..] && a.chunker == b.chunker,
+            _ => false,
+        }
     }
 
     /// The id of a blob with these plain bytes.

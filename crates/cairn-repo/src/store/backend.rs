@@ -74,6 +74,28 @@ pub enum LocationState {
     Occupied,
 }
 
+/// Requests a backend has made, by kind, and the bytes they moved: what a
+/// user of an object store is billed for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RequestStats {
+    /// PUT requests.
+    pub put: u64,
+    /// GET requests (whole objects and ranges).
+    pub get: u64,
+    /// LIST requests (pages).
+    pub list: u64,
+    /// DELETE requests.
+    pub delete: u64,
+    /// HEAD requests.
+    pub head: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Attempts that failed and were retried (or reported).
+    pub failed: u64,
+}
+
 /// Storage for repository files, addressed by `/`-separated keys.
 pub trait Backend: Send + Sync {
     /// A human-readable location for messages.
@@ -105,4 +127,18 @@ pub trait Backend: Send + Sync {
     fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>>;
     /// Remove an object; removing a missing one is not an error.
     fn delete(&self, key: &str) -> BackendResult<()>;
+    /// How many operations are worth running at once (uploads, range
+    /// reads): a few for a disk, many for an object store far away.
+    fn concurrency(&self) -> usize {
+        2
+    }
+    /// Whether every read crosses a network, so that what can be kept
+    /// locally (snapshots, trees) should be.
+    fn remote(&self) -> bool {
+        false
+    }
+    /// The requests made so far, if the backend counts them.
+    fn request_stats(&self) -> Option<RequestStats> {
+        None
+    }
 }

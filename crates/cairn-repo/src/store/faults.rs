@@ -208,6 +208,18 @@ impl Backend for FaultBackend {
         self.before(Op::Delete, key)?;
         self.inner.delete(key)
     }
+
+    fn concurrency(&self) -> usize {
+        self.inner.concurrency()
+    }
+
+    fn remote(&self) -> bool {
+        self.inner.remote()
+    }
+
+    fn request_stats(&self) -> Option<crate::RequestStats> {
+        self.inner.request_stats()
+    }
 }
 
 #[cfg(test)]

@@ -168,17 +168,23 @@ pub struct Owner {
     pub user: String,
 }
 
-/// Create an encrypted (format 2) repository: fresh secrets, one key slot
-/// for `secret`, then the sealed config.
+/// Create an encrypted (format 2) repository: fresh secrets (naming and
+/// cutting chunks as the encrypted repository `chunking_of` does, if given),
+/// one key slot for `secret`, then the sealed config.
 pub fn init_encrypted(
     backend: &dyn Backend,
     config: &Config,
     secret: &Secret,
     iterations: u32,
     owner: &Owner,
+    chunking_of: Option<&Codec>,
 ) -> Result<()> {
     crate::store::repository::require_vacant(backend)?;
-    let keys = Keys::generate().map_err(|e| Error::io("/dev/urandom", e))?;
+    let keys = match chunking_of {
+        Some(Codec::Sealed(other)) => Keys::sharing_chunking_with(other),
+        _ => Keys::generate(),
+    }
+    .map_err(|e| Error::io("/dev/urandom", e))?;
     let slot = KeySlot::wrap(&keys, secret, iterations, &owner.host, &owner.user)
         .map_err(|e| Error::io("/dev/urandom", e))?;
     put_slot(backend, &slot)?;

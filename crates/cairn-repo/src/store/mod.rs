@@ -9,6 +9,7 @@ pub mod index;
 pub mod keys;
 pub mod local;
 pub mod lock;
+pub mod objcache;
 pub mod packer;
 pub mod packs;
 pub mod plans;

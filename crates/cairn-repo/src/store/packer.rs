@@ -310,7 +310,8 @@ fn uploader_gone() -> Error {
 pub struct Uploader {
     codec: Arc<Codec>,
     tx: Option<Sender<SpooledPack>>,
-    handle: JoinHandle<Result<Vec<PackRecord>>>,
+    /// One thread per request the backend can usefully run at once.
+    handles: Vec<JoinHandle<Result<Vec<PackRecord>>>>,
     spool: Option<PathBuf>,
     /// What the packers added.
     pub counters: Arc<AddedCounters>,
@@ -319,13 +320,20 @@ pub struct Uploader {
 impl Uploader {
     /// Start the uploader. With `dry_run` nothing is written anywhere.
     pub fn start(backend: Arc<dyn Backend>, codec: Arc<Codec>, dry_run: bool) -> Uploader {
-        let (tx, rx) = bounded::<SpooledPack>(4);
+        let threads = backend.concurrency().clamp(1, 64);
+        // Packs wait in the spool, not in memory: a longer queue costs disk.
+        let (tx, rx) = bounded::<SpooledPack>(threads + 2);
         let spool = (!dry_run).then(|| spool_dir(&*backend));
-        let handle = std::thread::spawn(move || upload_loop(&*backend, &rx));
+        let handles = (0..threads)
+            .map(|_| {
+                let (backend, rx) = (backend.clone(), rx.clone());
+                std::thread::spawn(move || upload_loop(&*backend, &rx))
+            })
+            .collect();
         Uploader {
             codec,
             tx: Some(tx),
-            handle,
+            handles,
             spool,
             counters: Arc::default(),
         }
@@ -350,9 +358,20 @@ impl Uploader {
     /// All packers must have been flushed and dropped first.
     pub fn finish(mut self) -> Result<Vec<PackRecord>> {
         self.tx.take();
-        self.handle
-            .join()
-            .unwrap_or_else(|_| Err(Error::Internal("the pack uploader panicked")))
+        let mut records = Vec::new();
+        let mut failed = None;
+        for h in std::mem::take(&mut self.handles) {
+            match h.join() {
+                Ok(Ok(r)) => records.extend(r),
+                Ok(Err(e)) => {
+                    failed.get_or_insert(e);
+                }
+                Err(_) => {
+                    failed.get_or_insert(Error::Internal("a pack uploader panicked"));
+                }
+            }
+        }
+        failed.map_or(Ok(records), Err)
     }
 }
 

@@ -16,6 +16,7 @@ use crate::format::tree::{Node, NodeKind, Tree};
 use crate::store::backend::{BackendError, LocationState};
 use crate::store::index::{Index, Location};
 use crate::store::keys::{read_config, KeySource, NoKeys};
+use crate::store::objcache::ObjectCache;
 use crate::store::packs::decode_blob;
 use crate::{Backend, Error, Result};
 
@@ -46,6 +47,8 @@ pub struct Repository {
     /// The key slot that unlocked it (encrypted repositories).
     slot: Option<Id>,
     index: Index,
+    /// Local copies of snapshots and trees, for remote backends.
+    objects: ObjectCache,
     /// Index segments found damaged by the last refresh (skipped).
     damaged_segments: std::sync::Mutex<Vec<Damaged>>,
 }
@@ -76,12 +79,18 @@ impl Repository {
     ) -> Result<Repository> {
         let opened = read_config(&*backend, keys)?;
         let index = open_cache(cache_root, &opened.config.id);
+        let objects = ObjectCache::new(cache_root.filter(|_| backend.remote()).map(|r| {
+            r.join("cairn")
+                .join(opened.config.id.to_hex())
+                .join("objects")
+        }));
         let repo = Repository {
             backend,
             config: opened.config,
             codec: opened.codec,
             slot: opened.slot,
             index,
+            objects,
             damaged_segments: Default::default(),
         };
         repo.refresh_index()?;
@@ -232,13 +241,23 @@ impl Repository {
         self.read_at(&self.locate(id)?)
     }
 
-    /// Read the blob at a known location, verified against its id.
+    /// Read the blob at a known location, verified against its id. Trees
+    /// of a remote repository are kept in the local object cache.
     pub fn read_at(&self, loc: &Location) -> Result<Vec<u8>> {
         let e = &loc.entry;
+        let cached_as = (e.kind == BlobKind::Tree).then(|| format!("trees/{}", e.id));
+        if let Some(stored) = cached_as.as_deref().and_then(|k| self.objects.get(k)) {
+            if let Ok(raw) = decode_blob(&self.codec, loc, stored) {
+                return Ok(raw);
+            }
+        }
         let key = layout::key(FileType::Pack, &loc.pack);
         let stored = self
             .backend()
             .get_range(&key, e.offset, u64::from(e.stored_len))?;
+        if let Some(k) = &cached_as {
+            self.objects.put(k, &stored);
+        }
         decode_blob(&self.codec, loc, stored)
     }
 
@@ -263,8 +282,10 @@ impl Repository {
     /// restores of the others go on.
     pub fn snapshot_list(&self) -> Result<SnapshotList> {
         let mut list = SnapshotList::default();
-        for id in self.list(FileType::Snapshot)?.into_keys() {
-            let parsed = match self.read_named(FileType::Snapshot, &id) {
+        let present = self.list(FileType::Snapshot)?;
+        self.forget_cached_snapshots(&present);
+        for id in present.into_keys() {
+            let parsed = match self.read_snapshot_bytes(&id) {
                 Err(Error::Backend(BackendError::NotFound { .. })) => continue, // forgotten meanwhile
                 Err(e) => Err(e),
                 Ok(bytes) => self
@@ -282,6 +303,27 @@ impl Repository {
         list.snapshots
             .sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));
         Ok(list)
+    }
+
+    /// A snapshot's stored bytes, checked against its id: from the local
+    /// object cache when there, else from the repository (and then cached).
+    fn read_snapshot_bytes(&self, id: &Id) -> Result<Vec<u8>> {
+        let key = layout::key(FileType::Snapshot, id);
+        if let Some(bytes) = self.objects.get(&key).filter(|b| Id::of(b) == *id) {
+            return Ok(bytes);
+        }
+        let bytes = self.read_named(FileType::Snapshot, id)?;
+        self.objects.put(&key, &bytes);
+        Ok(bytes)
+    }
+
+    /// Drop cached snapshots the repository no longer has (forgotten).
+    fn forget_cached_snapshots(&self, present: &HashMap<Id, u64>) {
+        for key in self.objects.list(FileType::Snapshot.prefix()) {
+            if layout::parse(FileType::Snapshot, &key).is_none_or(|id| !present.contains_key(&id)) {
+                self.objects.remove(&key);
+            }
+        }
     }
 
     /// Resolve `latest`, a full id or a unique prefix.

@@ -68,6 +68,9 @@ pub(crate) struct Filler<'a> {
     pub counters: &'a Counters,
     pub problems: &'a Problems,
     pub links: &'a LinkGroups,
+    /// Threads for reading packs when the backend wants more requests in
+    /// flight than there are cores (an object store far away).
+    pub readers: Option<&'a rayon::ThreadPool>,
 }
 
 struct Batch<'b> {
@@ -99,9 +102,15 @@ impl Filler<'_> {
             open: AtomicUsize::new(0),
         };
         let by_pack = self.locate(&batch, &wanted);
-        by_pack
-            .par_iter()
-            .for_each(|(pack, locs)| self.restore_pack(&batch, pack, locs, &wanted));
+        let read_all = || {
+            by_pack
+                .par_iter()
+                .for_each(|(pack, locs)| self.restore_pack(&batch, pack, locs, &wanted))
+        };
+        match self.readers {
+            Some(pool) => pool.install(read_all),
+            None => read_all(),
+        }
         for (i, slot) in batch.slots.iter().enumerate() {
             let st = slot.lock().unwrap_or_else(|p| p.into_inner());
             if !st.done {

@@ -203,6 +203,7 @@ pub fn restore(
         plan::LinkGroups::new()
     };
     let dest = Dest::open(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
+    let readers = reader_pool(repo);
     let counters = Counters::default();
     let problems = Problems::default();
     let mut writer = Writer {
@@ -214,6 +215,7 @@ pub fn restore(
             counters: &counters,
             problems: &problems,
             links: &links,
+            readers: readers.as_ref(),
         },
         filters: &filters,
         opts,
@@ -232,6 +234,19 @@ pub fn restore(
         verify(repo, &filters, root, &dest, &counters, &problems)?;
     }
     Ok(counters.into_outcome(problems.into_inner()))
+}
+
+/// A pool of as many pack readers as the backend wants requests in flight,
+/// when that is more than rayon's (one per core).
+fn reader_pool(repo: &Repository) -> Option<rayon::ThreadPool> {
+    let want = repo.backend().concurrency();
+    if want <= rayon::current_num_threads() {
+        return None;
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(want)
+        .build()
+        .ok()
 }
 
 /// A directory on the walk's current path.
