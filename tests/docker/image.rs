@@ -135,7 +135,14 @@ fn the_image_backs_up_a_volume_and_restores_it_into_a_new_one() {
     // Containers are gone after each run: the key must come from outside.
     let with_repo = |extra: &[&str]| -> String {
         let repo_mount = format!("{repo_volume}:/repo");
-        let mut args = vec!["run", "--rm", "-e", "CAIRN_PASSWORD=image-test", "-v", &repo_mount];
+        let mut args = vec![
+            "run",
+            "--rm",
+            "-e",
+            "CAIRN_PASSWORD=image-test",
+            "-v",
+            &repo_mount,
+        ];
         args.extend_from_slice(extra);
         docker(&args)
     };

@@ -76,7 +76,9 @@ impl KeySource for CliKeys<'_> {
 
 /// The secrets given for a second repository (`copy --to`, `init
 /// --copy-chunker-params`), falling back to its key file in the config dir.
-pub struct OtherKeys {
+pub struct OtherKeys<'a> {
+    /// The command line, for the main repository's secrets.
+    pub cli: &'a Cli,
     pub password_file: Option<PathBuf>,
     pub password_command: Option<String>,
     pub key_file: Option<PathBuf>,
@@ -84,7 +86,7 @@ pub struct OtherKeys {
     pub env: &'static str,
 }
 
-impl OtherKeys {
+impl OtherKeys<'_> {
     fn given(&self) -> Result<Option<Secret>> {
         if let Some(path) = &self.key_file {
             return read_key_file(path).map(Some);
@@ -108,9 +110,16 @@ impl OtherKeys {
     }
 }
 
-impl KeySource for OtherKeys {
+impl KeySource for OtherKeys<'_> {
+    /// Its own secrets if given, else the main repository's (one password
+    /// for both is common), else its key file in the config dir.
     fn secrets(&self, repo_id: &Id) -> Result<Vec<Secret>, String> {
         match self.given() {
+            Ok(Some(secret)) => return Ok(vec![secret]),
+            Ok(None) => {}
+            Err(e) => return Err(crate::one_line(&e)),
+        }
+        match (CliKeys { cli: self.cli }).given() {
             Ok(Some(secret)) => return Ok(vec![secret]),
             Ok(None) => {}
             Err(e) => return Err(crate::one_line(&e)),

@@ -47,6 +47,7 @@ pub fn backend_for(cli: &Cli, location: &str) -> Result<Arc<dyn Backend>> {
             if let Some(n) = cli.connections {
                 options.connections = n.clamp(1, 256);
             }
+            retry_limits_from_env(&mut options.retry)?;
             Arc::new(cairn_s3::S3Backend::from_url(location, &options)?)
         }
         Some((scheme, _)) => anyhow::bail!(
@@ -59,6 +60,28 @@ pub fn backend_for(cli: &Cli, location: &str) -> Result<Arc<dyn Backend>> {
         .unwrap_or_else(|p| p.into_inner())
         .push(backend.clone());
     Ok(backend)
+}
+
+/// `CAIRN_S3_RETRIES` and `CAIRN_S3_RETRY_TIMEOUT` (seconds) bound the
+/// retries of a failing request (defaults: 10 and 120).
+fn retry_limits_from_env(retry: &mut cairn_s3::RetryOptions) -> Result<()> {
+    let num = |var: &str| -> Result<Option<u64>> {
+        match std::env::var(var) {
+            Ok(v) => v
+                .trim()
+                .parse()
+                .map(Some)
+                .with_context(|| format!("{var}={v:?}: expected a whole number")),
+            Err(_) => Ok(None),
+        }
+    };
+    if let Some(n) = num("CAIRN_S3_RETRIES")? {
+        retry.max_retries = n as usize;
+    }
+    if let Some(s) = num("CAIRN_S3_RETRY_TIMEOUT")? {
+        retry.timeout = std::time::Duration::from_secs(s);
+    }
+    Ok(())
 }
 
 /// The requests every opened backend made so far (object stores count

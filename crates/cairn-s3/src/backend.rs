@@ -194,6 +194,32 @@ impl S3Backend {
         }
     }
 
+    /// Run a request that changes nothing again after any failure of the
+    /// HTTP exchange itself (a listing cut off between pages, say), which
+    /// object_store retries only for some requests. Bounded as retries are.
+    async fn retrying_reads<T, F, Fut>(&self, mut op: F) -> object_store::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = object_store::Result<T>>,
+    {
+        let retry = &self.options.retry;
+        let start = Instant::now();
+        let mut replays = 0;
+        loop {
+            match op().await {
+                Err(e)
+                    if transport_failure(&e)
+                        && replays < retry.max_retries
+                        && start.elapsed() < retry.timeout =>
+                {
+                    replays += 1;
+                    tokio::time::sleep(backoff(retry, replays)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn put_bytes(&self, key: &str, data: Bytes) -> Result<(), BackendError> {
         let path = self.path(key)?;
         if !self.options.conditional_put {
@@ -342,14 +368,29 @@ impl S3Backend {
         } else {
             Some(Path::parse(full).map_err(|e| self.remote(prefix, &e))?)
         };
+        // A listing cut off between pages is taken again from the start:
+        // object_store retries failed requests, not a body that breaks off.
+        let mut out = self
+            .retrying_reads(|| self.list_once(dir_path.as_ref(), prefix))
+            .await
+            .map_err(|e| self.err(prefix, e))?;
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn list_once(
+        &self,
+        dir: Option<&Path>,
+        prefix: &str,
+    ) -> object_store::Result<Vec<ObjectInfo>> {
         let mut out = Vec::new();
-        let mut objects = self.store.list(dir_path.as_ref());
+        let mut objects = self.store.list(dir);
         while let Some(meta) = objects.next().await {
             let meta = match meta {
                 Ok(m) => m,
                 // No bucket: nothing under the prefix, as for a missing directory.
                 Err(e) if no_such_bucket(&e) => return Ok(Vec::new()),
-                Err(e) => return Err(self.err(prefix, e)),
+                Err(e) => return Err(e),
             };
             if let Some(key) = self.location.relative(meta.location.as_ref()) {
                 if key.starts_with(prefix) {
@@ -360,7 +401,6 @@ impl S3Backend {
                 }
             }
         }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
 
@@ -370,7 +410,9 @@ impl S3Backend {
         } else {
             Some(Path::parse(&self.location.prefix).map_err(|e| self.remote("", &e))?)
         };
-        let first = self.store.list(prefix.as_ref()).try_next().await;
+        let first = self
+            .retrying_reads(|| async { self.store.list(prefix.as_ref()).try_next().await })
+            .await;
         match first {
             Ok(Some(_)) => Ok(LocationState::Occupied),
             Ok(None) => Ok(LocationState::Empty),
@@ -494,6 +536,20 @@ fn cut_short(e: &object_store::Error) -> bool {
                 h.kind(),
                 HttpErrorKind::Timeout | HttpErrorKind::Interrupted
             );
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Any failure of the HTTP exchange itself (not an answer from the
+/// store): safe to repeat for a request that changes nothing, such as a
+/// listing.
+fn transport_failure(e: &object_store::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<HttpError>().is_some() {
+            return true;
         }
         source = s.source();
     }

@@ -13,6 +13,7 @@ use crate::output::{human_bytes, Out};
 pub fn copy(cli: &Cli, out: &Out, args: &CopyArgs) -> Result<u8> {
     let src = location::open(cli)?;
     let keys = OtherKeys {
+        cli,
         password_file: args.keys.to_password_file.clone(),
         password_command: args.keys.to_password_command.clone(),
         key_file: args.keys.to_key_file.clone(),

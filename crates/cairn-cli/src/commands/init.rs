@@ -51,6 +51,7 @@ pub fn init(cli: &Cli, out: &Out, args: &InitArgs) -> Result<u8> {
 /// The repository whose chunking `--copy-chunker-params` copies.
 fn open_other(cli: &Cli, location: &str, keys: &FromKeyArgs) -> Result<Repository> {
     let keys = OtherKeys {
+        cli,
         password_file: keys.from_password_file.clone(),
         password_command: keys.from_password_command.clone(),
         key_file: keys.from_key_file.clone(),

@@ -217,6 +217,20 @@ impl Packer {
 
     /// Add one blob; ships the pack when it reaches the target size.
     pub fn add(&self, id: Id, stored: &[u8], compressed: bool, raw_len: u32) -> Result<()> {
+        self.add_with(id, stored, compressed, raw_len, |_| ())
+    }
+
+    /// As [`Packer::add`], handing `written` the bytes as the pack holds
+    /// them (sealed, for an encrypted repository): what a local cache of
+    /// the blob must keep.
+    pub fn add_with(
+        &self,
+        id: Id,
+        stored: &[u8],
+        compressed: bool,
+        raw_len: u32,
+        written: impl FnOnce(&[u8]),
+    ) -> Result<()> {
         verify(&self.codec, &id, stored, compressed, raw_len)?;
         let sealed;
         let stored = match &*self.codec {
@@ -238,6 +252,7 @@ impl Packer {
         self.counters
             .stored
             .fetch_add(stored.len() as u64, Ordering::Relaxed);
+        written(stored);
         let Some(spool) = &self.spool else {
             return Ok(());
         };

@@ -305,6 +305,12 @@ impl Repository {
         Ok(list)
     }
 
+    /// Keep a tree blob's stored bytes in the local object cache (a no-op
+    /// for local repositories).
+    pub fn remember_tree(&self, id: &Id, stored: &[u8]) {
+        self.objects.put(&format!("trees/{id}"), stored);
+    }
+
     /// A snapshot's stored bytes, checked against its id: from the local
     /// object cache when there, else from the repository (and then cached).
     fn read_snapshot_bytes(&self, id: &Id) -> Result<Vec<u8>> {
@@ -334,7 +340,15 @@ impl Repository {
 
     /// Store a snapshot; it is visible once this returns.
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
-        self.put_named(FileType::Snapshot, Domain::Snapshot, snap.encode())
+        let bytes = self
+            .codec
+            .seal(Domain::Snapshot, None, snap.encode())
+            .map_err(|e| Error::io("/dev/urandom", e))?;
+        let id = Id::of(&bytes);
+        let key = layout::key(FileType::Snapshot, &id);
+        self.backend().put(&key, &bytes)?;
+        self.objects.put(&key, &bytes);
+        Ok(id)
     }
 
     /// An object named by the hash of its stored bytes, checked against it.

@@ -179,9 +179,16 @@ impl Ctx<'_> {
         let id = self.repo.blob_id(&bytes);
         if self.claim(&id) {
             let cfg = self.repo.config();
+            // Kept in the local object cache too (remote repositories), so
+            // the next backup reads this tree from disk.
+            let keep = |stored: &[u8]| self.repo.remember_tree(&id, stored);
             match cfg.compression.compress(&bytes) {
-                Some(z) => self.trees.add(id, &z, true, bytes.len() as u32)?,
-                None => self.trees.add(id, &bytes, false, bytes.len() as u32)?,
+                Some(z) => self
+                    .trees
+                    .add_with(id, &z, true, bytes.len() as u32, keep)?,
+                None => self
+                    .trees
+                    .add_with(id, &bytes, false, bytes.len() as u32, keep)?,
             }
         }
         Ok(id)
