@@ -75,7 +75,7 @@ fn snapshot_selection() {
     );
     assert_eq!(env.ls_paths("latest"), ["b.txt"]);
     assert_eq!(
-        sorted_paths(&env.json(["ls", "latest", "--volume", "alpha"])),
+        sorted_paths(&env.json(["ls", "latest", "--volume", "alpha"])["entries"]),
         ["a.txt"]
     );
     let line = snapshot_id_of(&env, "latest", &["--volume", "nope"]).unwrap_err();
@@ -336,7 +336,7 @@ fn json_outputs_parse() {
     assert_eq!(b["bytes_read"], total, "{b}");
     assert!(b["bytes_added_stored"].as_u64().unwrap() > 0, "{b}");
 
-    let snaps = env.json(["snapshots"]);
+    let snaps = env.json(["snapshots"])["snapshots"].clone();
     let arr = snaps.as_array().expect("snapshots --json is an array");
     assert_eq!(arr.len(), 1);
     let s = &arr[0];
@@ -360,28 +360,28 @@ fn json_outputs_parse() {
     assert_eq!(s["size"], total);
     assert!(s["time"].as_str().unwrap().len() >= 20, "{s}");
     assert_eq!(
-        env.json(["snapshots", "--tag", "db"])
+        env.json(["snapshots", "--tag", "db"])["snapshots"]
             .as_array()
             .unwrap()
             .len(),
         1
     );
     assert_eq!(
-        env.json(["snapshots", "--tag", "x"])
+        env.json(["snapshots", "--tag", "x"])["snapshots"]
             .as_array()
             .unwrap()
             .len(),
         0
     );
     assert_eq!(
-        env.json(["snapshots", "--host", "test-host"])
+        env.json(["snapshots", "--host", "test-host"])["snapshots"]
             .as_array()
             .unwrap()
             .len(),
         1
     );
 
-    let ls = env.json(["ls", "latest"]);
+    let ls = env.json(["ls", "latest"])["entries"].clone();
     let entries = ls.as_array().expect("ls --json is an array");
     assert_eq!(entries.len(), 12, "{ls}");
     for e in entries {
@@ -398,7 +398,7 @@ fn json_outputs_parse() {
     assert_eq!(by_path("etc").unwrap()["type"], "dir");
     assert_eq!(by_path("link").unwrap()["type"], "symlink");
     assert_eq!(by_path("link").unwrap()["target"], "readme.txt");
-    let sub = env.json(["ls", "latest", "data/nested"]);
+    let sub = env.json(["ls", "latest", "data/nested"])["entries"].clone();
     assert_eq!(
         sorted_paths(&sub),
         ["data/nested/deep", "data/nested/deep/three.txt"]

@@ -155,7 +155,8 @@ fn key_slots_can_be_added_listed_replaced_and_removed_but_not_the_last() {
     assert_exit(&out, 0, "key add key-file");
     assert!(kf.exists());
     env.ok(["--key-file", kf.to_str().unwrap(), "snapshots"]);
-    let list = parse_json(&with_password(&env, "second", &["--json", "key", "list"]));
+    let list =
+        parse_json(&with_password(&env, "second", &["--json", "key", "list"]))["keys"].clone();
     let slots = list.as_array().unwrap();
     assert_eq!(slots.len(), 3, "{list}");
     assert_eq!(slots.iter().filter(|s| s["current"] == true).count(), 1);
@@ -187,6 +188,7 @@ fn key_slots_can_be_added_listed_replaced_and_removed_but_not_the_last() {
 
     // Remove until one is left; the last is refused.
     let ids: Vec<String> = parse_json(&with_password(&env, "third", &["--json", "key", "list"]))
+        ["keys"]
         .as_array()
         .unwrap()
         .iter()
@@ -200,7 +202,8 @@ fn key_slots_can_be_added_listed_replaced_and_removed_but_not_the_last() {
             "key remove",
         );
     }
-    let current = parse_json(&with_password(&env, "third", &["--json", "key", "list"]))[0]["id"]
+    let current = parse_json(&with_password(&env, "third", &["--json", "key", "list"]))["keys"][0]
+        ["id"]
         .as_str()
         .unwrap()
         .to_string();

@@ -106,7 +106,7 @@ fn format_version_2_repository_restores_with_its_key_file_or_password() {
     let out = common::run_cmd(c);
     common::assert_exit(&out, 0, "snapshots with the fixture's password");
     let snaps = common::parse_json(&out);
-    assert_eq!(snaps[0]["tags"][0], "v2");
+    assert_eq!(snaps["snapshots"][0]["tags"][0], "v2");
     let mut c = env.cmd();
     c.env("CAIRN_PASSWORD", "not-the-password").arg("snapshots");
     common::assert_exit(&common::run_cmd(c), 12, "a wrong password");

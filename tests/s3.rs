@@ -229,7 +229,7 @@ fn a_backup_killed_mid_upload_loses_nothing_committed() {
     let check = s.json(&url, &["check", "--read-data"]);
     assert_eq!(check["ok"], true, "{check}");
     let snaps = s.json(&url, &["snapshots"]);
-    let first = snaps[0]["id"].as_str().unwrap().to_string();
+    let first = snaps["snapshots"][0]["id"].as_str().unwrap().to_string();
     restore_and_compare(&s, &url, &first, &src);
     s.ok(&url, &["backup", big.to_str().unwrap()]);
     s.ok(&url, &["prune"]);
@@ -288,8 +288,7 @@ fn three_hosts_and_a_pruner_share_one_bucket() {
     }
     let check = s.json(&url, &["check", "--read-data"]);
     assert_eq!(check["ok"], true, "{check}");
-    let present: Vec<String> = s
-        .json(&url, &["snapshots"])
+    let present: Vec<String> = s.json(&url, &["snapshots"])["snapshots"]
         .as_array()
         .unwrap()
         .iter()

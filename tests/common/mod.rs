@@ -185,16 +185,16 @@ impl Env {
 
     /// `snapshots --json` as an array.
     pub fn snapshots(&self) -> Vec<Value> {
-        match self.json(["snapshots"]) {
-            Value::Array(a) => a,
-            other => panic!("snapshots --json is not an array: {other}"),
+        match self.json(["snapshots"]).get("snapshots") {
+            Some(Value::Array(a)) => a.clone(),
+            other => panic!("snapshots --json has no snapshots array: {other:?}"),
         }
     }
 
     /// Paths listed by `ls SNAP --json`, sorted.
     pub fn ls_paths(&self, spec: &str) -> Vec<String> {
         let v = self.json(["ls", spec]);
-        let mut paths: Vec<String> = v
+        let mut paths: Vec<String> = v["entries"]
             .as_array()
             .unwrap_or_else(|| panic!("ls --json is not an array: {v}"))
             .iter()
@@ -253,10 +253,14 @@ pub fn assert_exit(o: &Output, code: i32, what: &str) {
     );
 }
 
+/// The summary of a `--json` run: stdout's last line (status lines, if
+/// any, come before it), which must be one JSON object.
 pub fn parse_json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+    let text = String::from_utf8_lossy(&o.stdout);
+    let last = text.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+    serde_json::from_str(last).unwrap_or_else(|e| {
         panic!(
-            "stdout is not one JSON document: {e}\n--- stdout\n{}--- stderr\n{}",
+            "stdout's last line is not one JSON document: {e}\n--- stdout\n{}--- stderr\n{}",
             stdout(o),
             stderr(o)
         )

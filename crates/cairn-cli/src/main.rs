@@ -14,11 +14,23 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
+    let json = cli.json;
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
-            ExitCode::from(exit_code(&e))
+            let code = exit_code(&e);
+            if json {
+                let doc = serde_json::json!({
+                    "schema_version": output::SCHEMA_VERSION,
+                    "message_type": "error",
+                    "error": one_line(&e),
+                    "exit_code": code,
+                });
+                eprintln!("{doc}");
+            } else {
+                eprintln!("error: {}", one_line(&e));
+            }
+            ExitCode::from(code)
         }
     }
 }

@@ -36,6 +36,10 @@ fn die_of_sigpipe() -> ! {
     std::process::exit(141)
 }
 
+/// The version of every JSON output's schema (docs/json.md): bumped when a
+/// field is removed or changes meaning; adding fields does not bump it.
+pub const SCHEMA_VERSION: u32 = 1;
+
 /// Output settings from the global flags.
 #[derive(Clone, Copy)]
 pub struct Out {
@@ -45,14 +49,21 @@ pub struct Out {
 }
 
 impl Out {
-    /// Print a JSON document on stdout; an object gets `requests` (what
-    /// the object store was asked) when the repository is a remote one.
+    /// Print a command's result on stdout: one JSON object on one line,
+    /// with `schema_version` and `message_type: "summary"` (after any
+    /// `status` lines), and `requests` (what the object store was asked)
+    /// when the repository is a remote one. docs/json.md has the schemas.
     pub fn json<T: Serialize>(&self, value: &T) -> anyhow::Result<()> {
         let mut doc = serde_json::to_value(value)?;
-        if let (Some(map), Some(stats)) = (doc.as_object_mut(), crate::location::request_stats()) {
+        let map = doc
+            .as_object_mut()
+            .ok_or_else(|| anyhow::anyhow!("internal error: a JSON result must be an object"))?;
+        map.insert("schema_version".into(), SCHEMA_VERSION.into());
+        map.insert("message_type".into(), "summary".into());
+        if let Some(stats) = crate::location::request_stats() {
             map.insert("requests".into(), serde_json::to_value(stats)?);
         }
-        outln!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string(&doc)?);
         Ok(())
     }
 

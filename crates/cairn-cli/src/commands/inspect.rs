@@ -32,6 +32,7 @@ pub fn snapshots(cli: &Cli, out: &Out, args: &FilterArgs) -> Result<u8> {
     let repo = location::open(cli)?;
     let filter = args.filter();
     let all = repo.snapshot_list()?;
+    let all_damaged = all.damaged.clone();
     for d in &all.damaged {
         eprintln!(
             "warning: snapshot {} is damaged ({}); remove it with `cairn forget {}` or run `cairn repair snapshots`",
@@ -46,12 +47,12 @@ pub fn snapshots(cli: &Cli, out: &Out, args: &FilterArgs) -> Result<u8> {
         .filter(|(_, s)| filter.matches(s))
         .collect();
     if out.json {
-        out.json(
-            &list
-                .iter()
-                .map(|(id, s)| snapshot_json(id, s))
-                .collect::<Vec<_>>(),
-        )?;
+        let rows: Vec<_> = list.iter().map(|(id, s)| snapshot_json(id, s)).collect();
+        let damaged: Vec<_> = all_damaged
+            .iter()
+            .map(|d| json!({"id": d.id, "reason": d.reason}))
+            .collect();
+        out.json(&json!({ "snapshots": rows, "damaged": damaged }))?;
         return Ok(0);
     }
     outln!(
@@ -140,12 +141,8 @@ pub fn ls(cli: &Cli, out: &Out, args: &LsArgs) -> Result<u8> {
         rows.push((prefix, start));
     }
     if out.json {
-        out.json(
-            &rows
-                .iter()
-                .map(|(p, n)| node_json(p, n))
-                .collect::<Vec<_>>(),
-        )?;
+        let entries: Vec<_> = rows.iter().map(|(p, n)| node_json(p, n)).collect();
+        out.json(&json!({ "snapshot_id": id.to_hex(), "entries": entries }))?;
         return Ok(0);
     }
     for (path, n) in rows {

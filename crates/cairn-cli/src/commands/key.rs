@@ -91,7 +91,7 @@ fn list(repo: &Repository, out: &Out) -> Result<u8> {
                 })
             })
             .collect();
-        out.json(&rows)?;
+        out.json(&json!({ "keys": rows }))?;
         return Ok(0);
     }
     outln!(
