@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 /// cairn: deduplicating snapshots of container volumes.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "cairn", version, propagate_version = true)]
 pub struct Cli {
     /// Repository location (a local path). Default: $XDG_DATA_HOME/cairn/repo.
@@ -46,7 +46,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 pub enum Command {
     /// Create a repository.
     Init(InitArgs),
@@ -81,9 +81,20 @@ pub enum Command {
     Key(KeyArgs),
     /// Copy snapshots to another repository, sending only what it lacks.
     Copy(CopyArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, or write one per command into a directory.
+    Man {
+        /// Write cairn.1 and cairn-COMMAND.1 here instead of printing cairn.1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct KeyArgs {
     #[command(subcommand)]
     pub what: KeyCommand,
@@ -101,7 +112,7 @@ pub struct NewSecretArgs {
     pub new_key_file: Option<PathBuf>,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 pub enum KeyCommand {
     /// List the key slots: id, kind, when and where each was added.
     List,
@@ -136,7 +147,7 @@ pub struct ChunkArgs {
     pub pack_size: Option<String>,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct InitArgs {
     #[command(flatten)]
     pub chunk: ChunkArgs,
@@ -180,7 +191,7 @@ pub struct ToKeyArgs {
     pub to_key_file: Option<PathBuf>,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct CopyArgs {
     /// Snapshots to copy (ids, prefixes, `latest`); default: all that the
     /// filters pass.
@@ -209,7 +220,7 @@ pub struct FilterArgs {
     pub host: Option<String>,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct BackupArgs {
     /// Directories (or files) to back up.
     #[arg(required = true, value_name = "PATH")]
@@ -243,7 +254,7 @@ pub struct BackupArgs {
     pub chunk: ChunkArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct LsArgs {
     /// Snapshot: id, prefix or `latest`.
     pub snapshot: String,
@@ -256,7 +267,7 @@ pub struct LsArgs {
     pub filter: FilterArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct RestoreArgs {
     /// SNAP or SNAP:SUBPATH.
     #[arg(value_name = "SNAP[:SUBPATH]")]
@@ -283,7 +294,7 @@ pub struct RestoreArgs {
     pub filter: FilterArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct CatArgs {
     /// config, snapshot or tree.
     #[arg(value_parser = ["config", "snapshot", "tree"])]
@@ -292,7 +303,7 @@ pub struct CatArgs {
     pub id: Option<String>,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct ForgetArgs {
     /// Snapshots to remove: ids, prefixes or `latest` (instead of a policy).
     #[arg(value_name = "SNAP")]
@@ -328,7 +339,7 @@ pub struct ForgetArgs {
     pub filter: FilterArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct StatsArgs {
     /// Snapshots to count (default: all).
     pub snapshots: Vec<String>,
@@ -336,7 +347,7 @@ pub struct StatsArgs {
     pub filter: FilterArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct DiffArgs {
     /// The older snapshot.
     pub first: String,
@@ -346,13 +357,13 @@ pub struct DiffArgs {
     pub filter: FilterArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct MountArgs {
     /// An existing empty directory.
     pub mountpoint: PathBuf,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct PruneArgs {
     /// Repack packs with more than this share unused (percent, e.g. 5 or 5%).
     #[arg(long, default_value = "5", value_name = "PERCENT")]
@@ -362,7 +373,7 @@ pub struct PruneArgs {
     pub dry_run: bool,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct CheckArgs {
     /// Read and verify every blob.
     #[arg(long)]
@@ -372,13 +383,13 @@ pub struct CheckArgs {
     pub read_data_subset: Option<String>,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct RepairArgs {
     #[command(subcommand)]
     pub what: RepairWhat,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 pub enum RepairWhat {
     /// Rebuild the index (repository segments and local cache) from the packs.
     Index,
@@ -391,7 +402,7 @@ pub enum RepairWhat {
     },
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Trees to measure. With several (say yesterday's and today's copy of a
     /// volume), what the last adds on top of the others is reported too.

@@ -7,6 +7,7 @@ mod args;
 mod commands;
 mod keys;
 mod location;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -53,13 +54,14 @@ pub fn one_line(e: &anyhow::Error) -> String {
 }
 
 /// Exit codes integrators already handle (restic's numbers): 10 the
-/// repository does not exist, 12 a wrong or missing password or key, 1
-/// anything else.
+/// repository does not exist, 12 a wrong or missing password or key, 130
+/// interrupted, 1 anything else.
 fn exit_code(e: &anyhow::Error) -> u8 {
     use cairn_repo::Error;
     match e.chain().find_map(|c| c.downcast_ref::<Error>()) {
         Some(Error::NoRepository(_)) => 10,
         Some(Error::WrongKey(_) | Error::KeyRequired(_) | Error::KeySource(_)) => 12,
+        Some(Error::Interrupted) => 130,
         _ => 1,
     }
 }

@@ -3,6 +3,8 @@
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -74,37 +76,62 @@ impl Out {
         }
     }
 
-    /// A progress bar counting bytes, if stderr is a terminal.
-    pub fn bar(&self, total: Option<u64>, what: &str) -> Progress {
-        let show = !self.quiet && std::io::stderr().is_terminal();
-        let bar = show.then(|| {
-            let bar = match total {
-                Some(t) => ProgressBar::new(t),
-                None => ProgressBar::new_spinner(),
-            };
-            let template = if total.is_some() {
-                "{msg} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
-            } else {
-                "{msg} [{elapsed_precise}] {bytes} {bytes_per_sec} {pos_files}"
-            };
-            bar.set_style(
-                ProgressStyle::with_template(&template.replace("{pos_files}", ""))
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            bar.set_message(what.to_string());
-            bar.enable_steady_tick(std::time::Duration::from_millis(200));
-            bar
-        });
+    /// Progress of a long command: with `--json`, status lines on stdout
+    /// (at most two a second, then the summary); else a bar on stderr when
+    /// it is a terminal; else nothing. `total`: bytes expected, if known.
+    pub fn bar(&self, total: Option<u64>, what: &'static str) -> Progress {
+        let show = !self.quiet && !self.json && std::io::stderr().is_terminal();
         Progress {
-            bar,
+            bar: show.then(|| terminal_bar(total, what)),
+            status: self.json.then(|| Status {
+                command: what,
+                started: Instant::now(),
+                last: Mutex::new(Instant::now()),
+                current: Mutex::new(String::new()),
+            }),
+            total,
+            bytes: AtomicU64::new(0),
             entries: AtomicU64::new(0),
         }
     }
 }
 
-/// Progress on stderr; problems always printed (one line each).
+fn terminal_bar(total: Option<u64>, what: &str) -> ProgressBar {
+    let bar = match total {
+        Some(t) => ProgressBar::new(t),
+        None => ProgressBar::new_spinner(),
+    };
+    let template = if total.is_some() {
+        "{msg} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
+    } else {
+        "{msg} [{elapsed_precise}] {bytes} {bytes_per_sec}"
+    };
+    bar.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_string());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Status lines of `--json` mode.
+struct Status {
+    command: &'static str,
+    started: Instant,
+    last: Mutex<Instant>,
+    current: Mutex<String>,
+}
+
+/// Time between two status lines, at least.
+const STATUS_EVERY: Duration = Duration::from_millis(500);
+
+/// Progress of one command (see [`Out::bar`]); problems are always printed,
+/// one line each on stderr.
 pub struct Progress {
     bar: Option<ProgressBar>,
+    status: Option<Status>,
+    total: Option<u64>,
+    bytes: AtomicU64,
     entries: AtomicU64,
 }
 
@@ -121,27 +148,89 @@ impl Progress {
             None => eprintln!("{msg}"),
         }
     }
+
+    fn add_bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+        if let Some(b) = &self.bar {
+            b.inc(n);
+        }
+        self.maybe_status();
+    }
+
+    fn set_current(&self, path: &std::path::Path) {
+        if let Some(st) = &self.status {
+            *st.current.lock().unwrap_or_else(|p| p.into_inner()) = path.display().to_string();
+        }
+    }
+
+    /// A status line, if the last one is old enough.
+    fn maybe_status(&self) {
+        let Some(st) = &self.status else {
+            return;
+        };
+        {
+            let mut last = st.last.lock().unwrap_or_else(|p| p.into_inner());
+            if last.elapsed() < STATUS_EVERY {
+                return;
+            }
+            *last = Instant::now();
+        }
+        let elapsed = st.started.elapsed().as_secs_f64();
+        let done = self.bytes.load(Ordering::Relaxed);
+        let fraction = self
+            .total
+            .filter(|&t| t > 0)
+            .map(|t| (done as f64 / t as f64).min(1.0));
+        let eta = fraction
+            .filter(|&f| f > 0.0)
+            .map(|f| elapsed * (1.0 - f) / f);
+        let current = st.current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let doc = serde_json::json!({
+            "schema_version": SCHEMA_VERSION,
+            "message_type": "status",
+            "command": st.command,
+            "elapsed_s": elapsed,
+            "files_done": self.entries.load(Ordering::Relaxed),
+            "bytes_done": done,
+            "bytes_total": self.total,
+            "percent_done": fraction.map(|f| f * 100.0),
+            "eta_s": eta,
+            "current": current,
+        });
+        outln!("{doc}");
+    }
 }
 
 impl cairn_repo::ops::backup::Progress for Progress {
     fn read_bytes(&self, n: u64) {
-        if let Some(b) = &self.bar {
-            b.inc(n);
-        }
+        self.add_bytes(n);
     }
     fn entry_done(&self) {
         self.entries.fetch_add(1, Ordering::Relaxed);
+        self.maybe_status();
+    }
+    fn reading(&self, path: &std::path::Path) {
+        self.set_current(path);
     }
     fn problem(&self, problem: &cairn_repo::ops::backup::BackupProblem) {
         self.line(&format!("warning: {problem}"));
+    }
+    fn cancelled(&self) -> bool {
+        crate::signals::interrupted()
     }
 }
 
 impl cairn_repo::ops::restore::RestoreProgress for Progress {
     fn bytes(&self, n: u64) {
-        if let Some(b) = &self.bar {
-            b.inc(n);
-        }
+        self.add_bytes(n);
+    }
+    fn file_done(&self, path: &std::path::Path) {
+        self.entries.fetch_add(1, Ordering::Relaxed);
+        self.set_current(path);
+        self.maybe_status();
+    }
+    fn cancelled(&self) -> bool {
+        crate::signals::interrupted()
     }
 }
 

@@ -161,6 +161,9 @@ pub enum Error {
     /// A source path that walks to nothing (excluded, or vanished).
     #[error("{0}: nothing to back up")]
     NothingToBackUp(PathBuf),
+    /// The user asked to stop (Ctrl-C, SIGTERM); nothing was committed.
+    #[error("interrupted; nothing was saved")]
+    Interrupted,
     /// A worker thread of this process failed: a bug, never bad input.
     #[error("internal error: {0}")]
     Internal(&'static str),

@@ -101,6 +101,7 @@ pub fn backup(cli: &Cli, out: &Out, args: &BackupArgs) -> Result<u8> {
             None => eprintln!("no parent snapshot: reading every file"),
         }
     }
+    crate::signals::install();
     let progress = out.bar(None, "backup");
     let result = engine::backup(&repo, &opts, &progress);
     progress.finish();

@@ -4,6 +4,7 @@ mod backup;
 mod bench;
 mod copy;
 mod diff;
+mod docs;
 mod forget;
 mod init;
 mod inspect;
@@ -42,6 +43,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Repair(a) => maintain::repair(&cli, &out, a),
         Command::Key(a) => key::key(&cli, &out, a),
         Command::Copy(a) => copy::copy(&cli, &out, a),
+        Command::Completions { shell } => docs::completions(*shell),
+        Command::Man { dir } => docs::man(dir.as_deref()),
     }
 }
 

@@ -21,6 +21,7 @@ pub fn restore(cli: &Cli, out: &Out, args: &RestoreArgs) -> Result<u8> {
         verify: args.verify,
         dry_run: args.dry_run,
     };
+    crate::signals::install();
     let progress = out.bar(Some(snap.summary.total_bytes), "restore");
     let result = engine::restore(&repo, &id, &snap, sub.as_bytes(), &opts, &progress);
     progress.finish();

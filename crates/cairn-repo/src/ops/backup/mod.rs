@@ -121,8 +121,15 @@ pub trait Progress: Sync {
     fn read_bytes(&self, _n: u64) {}
     /// A file, directory or other entry was finished.
     fn entry_done(&self) {}
+    /// A file is being read.
+    fn reading(&self, _path: &Path) {}
     /// Something was skipped or is suspicious.
     fn problem(&self, _problem: &BackupProblem) {}
+    /// Whether the user asked to stop: the backup then ends with
+    /// `Error::Interrupted`, writing no index segment and no snapshot.
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// What went wrong with one path; the backup goes on.

@@ -16,6 +16,7 @@ use crate::{Error, Result};
 impl Ctx<'_> {
     /// Read and chunk one file. `None` when it cannot be read (reported).
     pub(super) fn read_file(&self, path: &Path, mut node: Node) -> Option<Node> {
+        self.progress.reading(path);
         let mut file = match File::open(path) {
             Ok(f) => f,
             Err(e) => {
@@ -91,6 +92,9 @@ impl Ctx<'_> {
                         .map_err(ChunkFail::Store)?;
                 }
                 self.progress.read_bytes(u64::from(c.len));
+                if self.progress.cancelled() {
+                    return Err(ChunkFail::Store(Error::Interrupted));
+                }
                 content.push(ChunkRef {
                     id: c.id,
                     len: c.len,

@@ -178,6 +178,9 @@ impl Ctx<'_> {
                 Some(parent) => parent.children.push(pending),
                 None => top = Some(pending),
             }
+            if self.progress.cancelled() {
+                self.fail(Error::Interrupted);
+            }
             if self
                 .fatal
                 .lock()

@@ -312,6 +312,7 @@ impl Filler<'_> {
             match apply_fd(file.as_fd(), &f.node, self.as_root) {
                 Ok(()) => {
                     self.counters.files_written.fetch_add(1, Ordering::Relaxed);
+                    self.progress.file_done(&f.rel);
                 }
                 Err(e) => {
                     self.problems

@@ -116,6 +116,13 @@ pub struct Planned {
 pub trait RestoreProgress: Sync {
     /// File content written or found identical.
     fn bytes(&self, _n: u64) {}
+    /// A file (path relative to the target) is complete.
+    fn file_done(&self, _path: &Path) {}
+    /// Whether the user asked to stop: the restore then ends with
+    /// `Error::Interrupted` after the batch in hand.
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// Shows nothing.
@@ -282,6 +289,9 @@ impl Writer<'_> {
 
     fn run(&mut self, walk: Walk) -> Result<()> {
         for step in walk {
+            if self.filler.progress.cancelled() {
+                return Err(Error::Interrupted);
+            }
             match step? {
                 Step::Enter {
                     rel,
