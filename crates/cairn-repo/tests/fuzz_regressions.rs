@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use cairn_repo::segment::Segment;
 use cairn_repo::Tree;
 
 fn artifact(name: &str) -> Vec<u8> {
@@ -52,4 +53,26 @@ fn fuzz_regression_tree_varint_with_bits_past_64_is_rejected() {
     let tree = Tree::decode(&with_dev(&canonical)).unwrap();
     assert_eq!(tree.nodes[0].dev, u64::MAX);
     assert!(Tree::decode(&with_dev(&lossy)).is_err());
+}
+
+#[test]
+fn fuzz_regression_segment_with_nonzero_reserved_bytes_is_rejected() {
+    let mut seg = b"CRNINDX1".to_vec();
+    seg.extend_from_slice(&0u32.to_le_bytes()); // supersedes nothing
+    seg.extend_from_slice(&1u32.to_le_bytes()); // one pack
+    seg.extend_from_slice(&[7; 32]);
+    seg.extend_from_slice(&1u32.to_le_bytes()); // one blob
+    seg.extend_from_slice(&[9; 32]); // blob id
+    seg.extend_from_slice(&[0, 0]); // data, no flags
+    let reserved_at = seg.len();
+    seg.extend_from_slice(&[0, 0]);
+    seg.extend_from_slice(&5u32.to_le_bytes());
+    seg.extend_from_slice(&5u32.to_le_bytes());
+    seg.extend_from_slice(&16u64.to_le_bytes());
+    assert_eq!(Segment::decode(&seg).unwrap().encode(), seg);
+    // Reserved bytes that are not 0 used to be dropped on reading, so the
+    // segment re-encoded to other bytes (and another name).
+    seg[reserved_at] = 1;
+    assert!(Segment::decode(&seg).is_err());
+    assert!(Segment::decode(&artifact("segment-reserved-bytes")).is_err());
 }
