@@ -195,7 +195,8 @@ pub fn parse_entries(
     let mut out = Vec::with_capacity(table.len() / ENTRY_LEN);
     while !r.is_empty() {
         let e = BlobEntry::decode(&mut r)?;
-        if e.offset + u64::from(e.stored_len) > data_len {
+        let end = e.offset.checked_add(u64::from(e.stored_len));
+        if end.is_none_or(|end| end > data_len) {
             return Err(format!("blob {} extends past the pack's data", e.id));
         }
         out.push(e);

@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
+use cairn_repo::pack::{encode_trailer, parse_pack, BlobEntry, BlobKind};
 use cairn_repo::segment::Segment;
-use cairn_repo::Tree;
+use cairn_repo::{Id, Tree};
 
 fn artifact(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -75,4 +76,21 @@ fn fuzz_regression_segment_with_nonzero_reserved_bytes_is_rejected() {
     seg[reserved_at] = 1;
     assert!(Segment::decode(&seg).is_err());
     assert!(Segment::decode(&artifact("segment-reserved-bytes")).is_err());
+}
+
+#[test]
+fn fuzz_regression_pack_entry_whose_end_overflows_is_rejected() {
+    // offset + stored_len wrapped past u64::MAX: a panic with overflow
+    // checks, and without them an entry "within" the 16-byte data area.
+    let entry = BlobEntry {
+        id: Id::of(b"x"),
+        kind: BlobKind::Data,
+        flags: 0,
+        stored_len: 2,
+        raw_len: 2,
+        offset: u64::MAX,
+    };
+    let mut pack = vec![0u8; 16];
+    pack.extend_from_slice(&encode_trailer(&[entry]));
+    assert!(parse_pack(&pack).is_err());
 }
