@@ -404,15 +404,23 @@ fn read_config(backend: &dyn Backend) -> Result<Config> {
     };
     let value: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| Error::corrupt("config", &location, e))?;
-    let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
-    if version > FORMAT_VERSION {
+    let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
+    if version > u64::from(FORMAT_VERSION) {
         return Err(Error::NewerFormat {
             location,
-            found: version,
+            found: u32::try_from(version).unwrap_or(u32::MAX),
             supported: FORMAT_VERSION,
         });
     }
-    serde_json::from_value(value).map_err(|e| Error::corrupt("config", &location, e))
+    let config: Config =
+        serde_json::from_value(value).map_err(|e| Error::corrupt("config", &location, e))?;
+    // Backup cuts with these sizes as they are, and FastCDC asserts on sizes
+    // out of its range.
+    config
+        .chunker
+        .validate()
+        .map_err(|e| Error::corrupt("config", &location, e))?;
+    Ok(config)
 }
 
 /// The cache lives in `<cache_root>/cairn/<repository id>/index.sqlite`. If it

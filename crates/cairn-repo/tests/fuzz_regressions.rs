@@ -3,10 +3,11 @@
 //! fuzzer's own input where it is a whole object (`tests/fuzz-regressions/`).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use cairn_repo::pack::{encode_trailer, parse_pack, BlobEntry, BlobKind};
 use cairn_repo::segment::Segment;
-use cairn_repo::{Id, Tree};
+use cairn_repo::{Error, Id, LocalBackend, Repository, Tree};
 
 fn artifact(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -93,4 +94,38 @@ fn fuzz_regression_pack_entry_whose_end_overflows_is_rejected() {
     let mut pack = vec![0u8; 16];
     pack.extend_from_slice(&encode_trailer(&[entry]));
     assert!(parse_pack(&pack).is_err());
+}
+
+/// Open a repository whose `config` holds `config`.
+fn open_with_config(config: &[u8]) -> cairn_repo::Result<Repository> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config"), config).unwrap();
+    Repository::open(Arc::new(LocalBackend::new(dir.path())), None)
+}
+
+#[test]
+fn fuzz_regression_config_with_chunk_sizes_fastcdc_refuses_is_corrupt() {
+    // Accepted before: backup then cut with these sizes, and FastCDC
+    // asserts on a minimum of 0.
+    let config = String::from_utf8(artifact("config-odd-chunk-avg")).unwrap();
+    let err = open_with_config(config.as_bytes()).err();
+    assert!(matches!(err, Some(Error::Corrupt { .. })), "{err:?}");
+    let zero_min = config.replace("\"min\": 8192", "\"min\": 0");
+    let zero_min = zero_min.replace("32615", "32768");
+    let err = open_with_config(zero_min.as_bytes()).err();
+    assert!(matches!(err, Some(Error::Corrupt { .. })), "{err:?}");
+    let fixed = config.replace("32615", "32768");
+    assert!(open_with_config(fixed.as_bytes()).is_ok());
+}
+
+#[test]
+fn fuzz_regression_config_version_past_u32_is_a_newer_format() {
+    // 2^32 + 1 used to be cut to 1 before the version check, and the
+    // config then failed as corrupt instead of asking for a newer cairn.
+    let config = String::from_utf8(artifact("config-odd-chunk-avg"))
+        .unwrap()
+        .replace("32615", "32768")
+        .replace("\"version\": 1", "\"version\": 4294967297");
+    let err = open_with_config(config.as_bytes()).err();
+    assert!(matches!(err, Some(Error::NewerFormat { .. })), "{err:?}");
 }
