@@ -403,8 +403,20 @@ pub(crate) fn same_chunk(
     id: &Id,
     scratch: &mut Vec<u8>,
 ) -> bool {
-    scratch.resize(len as usize, 0);
-    file.read_exact_at(scratch, offset).is_ok() && Id::of(scratch) == *id
+    // Read and hashed a piece at a time: `len` comes from the tree, and a
+    // forged one must not become an allocation of up to 4 GiB per thread.
+    const PIECE: u64 = 1 << 20;
+    let mut hasher = blake3::Hasher::new();
+    let mut done = 0;
+    while done < u64::from(len) {
+        scratch.resize((u64::from(len) - done).min(PIECE) as usize, 0);
+        if file.read_exact_at(scratch, offset + done).is_err() {
+            return false;
+        }
+        hasher.update(scratch);
+        done += scratch.len() as u64;
+    }
+    Id(*hasher.finalize().as_bytes()) == *id
 }
 
 fn is_zero(buf: &[u8]) -> bool {
