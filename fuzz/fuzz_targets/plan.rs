@@ -24,8 +24,9 @@ fuzz_target!(|data: &[u8]| {
     backend.put(lock_key, data).unwrap();
 
     let doomed = doomed_packs(&backend).unwrap();
-    let expected: std::collections::HashSet<Id> =
-        plan.map(|p| p.packs.into_iter().collect()).unwrap_or_default();
+    let expected: std::collections::HashSet<Id> = plan
+        .map(|p| p.packs.into_iter().collect())
+        .unwrap_or_default();
     assert_eq!(doomed, expected);
 
     let live = live_runs(&backend).unwrap();

@@ -120,7 +120,19 @@ impl World {
 /// Names a forger would try, including every kind a reader must refuse and
 /// the names of the entries planted in the target.
 const NAMES: &[&[u8]] = &[
-    b"a", b"b", b"c", b"out", b"rel", b"hl", b"dl", b"\xff\xfe", b"..", b".", b"", b"a/b", b"/",
+    b"a",
+    b"b",
+    b"c",
+    b"out",
+    b"rel",
+    b"hl",
+    b"dl",
+    b"\xff\xfe",
+    b"..",
+    b".",
+    b"",
+    b"a/b",
+    b"/",
     b"x\0y",
 ];
 
@@ -175,18 +187,16 @@ fn pick<T: Copy>(u: &mut Unstructured, choices: &[T]) -> ArbResult<T> {
 
 /// One entry; `trees` are the trees made so far (possible subtrees),
 /// `data` the data blobs and their true lengths.
-fn node(
-    u: &mut Unstructured,
-    w: &World,
-    trees: &[Id],
-    data: &[(Id, u32)],
-) -> ArbResult<Node> {
+fn node(u: &mut Unstructured, w: &World, trees: &[Id], data: &[(Id, u32)]) -> ArbResult<Node> {
     let kind = match u.int_in_range(0u8..=11)? {
         0..=3 => NodeKind::File,
         4..=6 => NodeKind::Dir,
         7 | 8 => NodeKind::Symlink,
         9 => NodeKind::Fifo,
-        _ => pick(u, &[NodeKind::CharDev, NodeKind::BlockDev, NodeKind::Socket])?,
+        _ => pick(
+            u,
+            &[NodeKind::CharDev, NodeKind::BlockDev, NodeKind::Socket],
+        )?,
     };
     let mut n = Node {
         name: name(u)?,
@@ -210,7 +220,14 @@ fn node(
     for _ in 0..u.int_in_range(0..=2)? {
         let key = pick(
             u,
-            &[&b"user.a"[..], b"user.b", b"trusted.t", b"security.x", b"", b"bad"],
+            &[
+                &b"user.a"[..],
+                b"user.b",
+                b"trusted.t",
+                b"security.x",
+                b"",
+                b"bad",
+            ],
         )?;
         let len = u.int_in_range(0..=8)?;
         n.xattrs.push((key.to_vec(), take(u, len)?));
@@ -253,7 +270,13 @@ fn node(
                 let len = u.int_in_range(1..=12)?;
                 take(u, len)?
                     .iter()
-                    .map(|&b| if b == b'/' || b == b'.' || b == 0 { b'_' } else { b })
+                    .map(|&b| {
+                        if b == b'/' || b == b'.' || b == 0 {
+                            b'_'
+                        } else {
+                            b
+                        }
+                    })
                     .collect()
             } else {
                 u.choose(&link_targets(w))?.clone()
@@ -329,7 +352,18 @@ fn plan(u: &mut Unstructured, w: &World) -> ArbResult<Plan> {
     let subpath = pick(
         u,
         &[
-            &b""[..], b"", b"", b"/", b".", b"a", b"a/b", b"b", b"hl", b"..", b"a/../b", b"out",
+            &b""[..],
+            b"",
+            b"",
+            b"/",
+            b".",
+            b"a",
+            b"a/b",
+            b"b",
+            b"hl",
+            b"..",
+            b"a/../b",
+            b"out",
             b"/a/",
         ],
     )?
@@ -671,12 +705,26 @@ fn run(w: &World, p: &Plan) {
                 ..opts.clone()
             };
             let _ = restore(&w.repo, snap_id, snap, &p.subpath, &dry, &NoRestoreProgress);
-            assert!(listing(&w.scratch, false) == before, "a dry run changed the target");
+            assert!(
+                listing(&w.scratch, false) == before,
+                "a dry run changed the target"
+            );
             check(w, &allowed, "dry run");
         }
         explained(w, snap_id, snap, &p.subpath, &mut allowed);
-        let _ = restore(&w.repo, snap_id, snap, &p.subpath, &opts, &NoRestoreProgress);
-        check(w, &allowed, if i == 0 { "restore" } else { "second restore" });
+        let _ = restore(
+            &w.repo,
+            snap_id,
+            snap,
+            &p.subpath,
+            &opts,
+            &NoRestoreProgress,
+        );
+        check(
+            w,
+            &allowed,
+            if i == 0 { "restore" } else { "second restore" },
+        );
     }
     unstore(w, &packs, &seg, &snaps);
 }

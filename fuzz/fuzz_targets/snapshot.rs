@@ -10,7 +10,10 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let mut wrong = Id::of(data);
     wrong.0[0] ^= 1;
-    assert!(Snapshot::decode(&wrong, data).is_err(), "accepted under a wrong id");
+    assert!(
+        Snapshot::decode(&wrong, data).is_err(),
+        "accepted under a wrong id"
+    );
 
     let Ok(snap) = Snapshot::decode(&Id::of(data), data) else {
         return;
@@ -25,8 +28,14 @@ fuzz_target!(|data: &[u8]| {
     // serde_json (without its float_roundtrip feature) parses floats to
     // within one ulp, not exactly: compare the duration apart.
     let (mut a, mut b) = (snap.clone(), back);
-    let ulps = (a.summary.duration_s.to_bits() as i64 - b.summary.duration_s.to_bits() as i64).abs();
-    assert!(ulps <= 1, "duration {} read back as {}", a.summary.duration_s, b.summary.duration_s);
+    let ulps =
+        (a.summary.duration_s.to_bits() as i64 - b.summary.duration_s.to_bits() as i64).abs();
+    assert!(
+        ulps <= 1,
+        "duration {} read back as {}",
+        a.summary.duration_s,
+        b.summary.duration_s
+    );
     a.summary.duration_s = 0.0;
     b.summary.duration_s = 0.0;
     assert_eq!(a, b);

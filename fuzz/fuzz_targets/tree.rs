@@ -25,7 +25,10 @@ fuzz_target!(|data: &[u8]| {
         if node.kind == NodeKind::File {
             assert_eq!(total, Some(node.size), "chunk lengths do not add up");
         } else {
-            assert!(node.content.is_empty() && node.size == 0, "content on a non-file");
+            assert!(
+                node.content.is_empty() && node.size == 0,
+                "content on a non-file"
+            );
         }
         assert!(
             node.subtree.is_none() || node.kind == NodeKind::Dir,
