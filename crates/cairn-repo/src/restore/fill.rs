@@ -264,9 +264,14 @@ impl Filler<'_> {
         let key = pack_key(pack);
         for run in read_runs(&locs) {
             let start = run[0].entry.offset;
+            // Not the last blob's end: a blob that starts earlier can end
+            // later (an empty blob shares its offset with the next one, and
+            // a forged index can make blobs overlap).
             let end = run
-                .last()
-                .map_or(start, |l| l.entry.offset + u64::from(l.entry.stored_len));
+                .iter()
+                .map(|l| l.entry.offset + u64::from(l.entry.stored_len))
+                .max()
+                .unwrap_or(start);
             let bytes = match self.repo.backend().get_range(&key, start, end - start) {
                 Ok(b) => b,
                 Err(e) => {
