@@ -48,7 +48,7 @@ for t in "${targets[@]}"; do
     # No -jobs/-workers: those would only move the same single worker into
     # a child process writing to fuzz-0.log.
     "${fuzz[@]}" run "${build_flags[@]}" "$t" "${corpora[@]}" -- \
-        -max_total_time="$secs" -timeout=30 -rss_limit_mb=2048 \
+        -max_total_time="$secs" -timeout=60 -rss_limit_mb=2048 \
         -print_final_stats=1 >"logs/$t.log" 2>&1
     rc=$?
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "logs/$t.log" | tail -1)
