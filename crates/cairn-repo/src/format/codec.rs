@@ -88,6 +88,12 @@ impl<'a> Reader<'a> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.u8()?;
+            // Only the shortest form: a tree is named by the hash of its
+            // bytes, so one value must have one encoding. A zero byte after
+            // the first, or a tenth byte with more than bit 63, is another.
+            if (shift > 0 && b == 0) || (shift == 63 && b > 1) {
+                return Err(format!("non-canonical varint at byte {}", self.pos - 1));
+            }
             v |= u64::from(b & 0x7f) << shift;
             if b < 0x80 {
                 return Ok(v);

@@ -428,6 +428,15 @@ impl Codec {
         }
     }
 
+    /// A hasher that ends in [`Codec::blob_id`] of everything fed to it,
+    /// for checking blobs too large to hold in memory at once.
+    pub fn blob_hasher(&self) -> blake3::Hasher {
+        match self {
+            Codec::Plain => blake3::Hasher::new(),
+            Codec::Sealed(k) => blake3::Hasher::new_keyed(&k.id),
+        }
+    }
+
     /// How blob ids are computed, for the chunk pipeline.
     pub fn id_hasher(&self) -> IdHasher {
         match self {

@@ -79,7 +79,11 @@ impl BlobEntry {
         let kind = r.u8()?;
         let kind = BlobKind::from_u8(kind).ok_or_else(|| format!("unknown blob kind {kind}"))?;
         let flags = r.u8()?;
-        let _reserved = r.u16()?;
+        // Dropping non-zero reserved bytes would make the pack or segment
+        // re-encode to other bytes, and so to another name.
+        if r.u16()? != 0 {
+            return Err(format!("blob {id}: reserved bytes are not 0"));
+        }
         Ok(BlobEntry {
             id,
             kind,

@@ -66,17 +66,18 @@ pub(crate) fn read_config(backend: &dyn Backend, keys: &dyn KeySource) -> Result
     };
     let value: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| Error::corrupt("config", &location, e))?;
-    let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
-    if version > FORMAT_VERSION {
+    let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
+    if version > u64::from(FORMAT_VERSION) {
         return Err(Error::NewerFormat {
             location,
-            found: version,
+            found: u32::try_from(version).unwrap_or(u32::MAX),
             supported: FORMAT_VERSION,
         });
     }
     if version < 2 {
-        let config =
+        let config: Config =
             serde_json::from_value(value).map_err(|e| Error::corrupt("config", &location, e))?;
+        check_chunker(&config, &location)?;
         return Ok(Opened {
             config,
             codec: Arc::new(Codec::Plain),
@@ -106,11 +107,22 @@ pub(crate) fn read_config(backend: &dyn Backend, keys: &dyn KeySource) -> Result
             "sealed id differs from the clear one",
         ));
     }
+    check_chunker(&config, &location)?;
     Ok(Opened {
         config,
         codec: Arc::new(Codec::Sealed(keys)),
         slot: Some(slot),
     })
+}
+
+/// Backup cuts with these sizes as they are, and FastCDC asserts on sizes
+/// out of its range: such a config is damage.
+fn check_chunker(config: &Config, location: &str) -> Result<()> {
+    config
+        .chunker
+        .validate()
+        .map(drop)
+        .map_err(|e| Error::corrupt("config", location, e))
 }
 
 /// Try every secret the source gives against every key slot.

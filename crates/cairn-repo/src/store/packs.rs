@@ -118,9 +118,14 @@ impl Repository {
         let key = layout::key(FileType::Pack, pack);
         for run in read_runs(&entries) {
             let start = run[0].offset;
+            // Not the last blob's end: a blob that starts earlier can end
+            // later (an empty blob shares its offset with the next one, and
+            // a forged index can make blobs overlap).
             let end = run
-                .last()
-                .map_or(start, |e| e.offset + u64::from(e.stored_len));
+                .iter()
+                .map(|e| e.offset.saturating_add(u64::from(e.stored_len)))
+                .max()
+                .unwrap_or(start);
             match self.backend().get_range(&key, start, end - start) {
                 Ok(bytes) => {
                     for e in run {

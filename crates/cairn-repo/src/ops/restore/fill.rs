@@ -370,13 +370,28 @@ pub(crate) fn compare_chunks<'a>(
     let mut offset = 0u64;
     node.content.iter().map(move |c| {
         let at = offset;
-        offset += u64::from(c.len);
-        let same = file.is_some_and(|f| {
-            scratch.resize(c.len as usize, 0);
-            f.read_exact_at(&mut scratch, at).is_ok() && codec.blob_id(&scratch) == c.id
-        });
+        offset = offset.saturating_add(u64::from(c.len));
+        let same = file.is_some_and(|f| holds(codec, f, at, c.len, &c.id, &mut scratch));
         ((c.id, at, c.len), same)
     })
+}
+
+/// Whether `file` holds the blob `id` at `at`. Read in pieces so that a
+/// forged chunk length cannot make restore allocate gigabytes.
+fn holds(codec: &Codec, file: &File, at: u64, len: u32, id: &Id, scratch: &mut Vec<u8>) -> bool {
+    const PIECE: usize = 1 << 20;
+    let mut hasher = codec.blob_hasher();
+    let mut done = 0u64;
+    while done < u64::from(len) {
+        let n = (u64::from(len) - done).min(PIECE as u64) as usize;
+        scratch.resize(n, 0);
+        if file.read_exact_at(scratch, at.saturating_add(done)).is_err() {
+            return false;
+        }
+        hasher.update(scratch);
+        done += n as u64;
+    }
+    Id(*hasher.finalize().as_bytes()) == *id
 }
 
 fn is_zero(buf: &[u8]) -> bool {
