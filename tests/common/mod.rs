@@ -124,6 +124,8 @@ impl Env {
             .env_remove("CAIRN_KEY_FILE")
             .env_remove("CAIRN_REPO")
             .env_remove("CAIRN_CACHE_DIR")
+            .env_remove("CAIRN_CONFIG")
+            .env_remove("CAIRN_METRICS_FILE")
             .env_remove("RUST_BACKTRACE")
             .env_remove("RUST_LOG");
     }

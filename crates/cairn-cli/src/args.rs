@@ -42,6 +42,15 @@ pub struct Cli {
     /// reads). Default: 16.
     #[arg(long, global = true, env = "CAIRN_CONNECTIONS", value_name = "N")]
     pub connections: Option<usize>,
+    /// Profile to read (repository, credentials, volumes). Default:
+    /// $XDG_CONFIG_HOME/cairn/cairn.toml when it exists. Flags and
+    /// environment variables win over the profile.
+    #[arg(long, global = true, env = "CAIRN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// After a backup, record per-volume metrics in this file in the
+    /// Prometheus text format (for node_exporter's textfile collector).
+    #[arg(long, global = true, env = "CAIRN_METRICS_FILE", value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -81,6 +90,14 @@ pub enum Command {
     Key(KeyArgs),
     /// Copy snapshots to another repository, sending only what it lacks.
     Copy(CopyArgs),
+    /// Back up the profile's volumes (all, or those named), apply each one's
+    /// retention policy, then prune and check when due.
+    Run(RunArgs),
+    /// Validate a profile, or print a commented example.
+    Config {
+        #[command(subcommand)]
+        what: ConfigCommand,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -92,6 +109,29 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Volumes of the profile to back up (default: all).
+    #[arg(value_name = "VOLUME")]
+    pub volumes: Vec<String>,
+    /// Read everything and show what the policies would remove; write,
+    /// remove, prune and check nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum ConfigCommand {
+    /// Check a profile (default: the one --config names, or the default
+    /// path): its keys, volumes, policies and intervals.
+    Check {
+        /// The profile file.
+        file: Option<PathBuf>,
+    },
+    /// Print a commented example profile with every key.
+    Example,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -127,7 +167,7 @@ pub enum KeyCommand {
     Passwd(NewSecretArgs),
 }
 
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct ChunkArgs {
     /// Minimum chunk size (K/M suffixes).
     #[arg(long, value_name = "SIZE")]

@@ -7,6 +7,8 @@ mod args;
 mod commands;
 mod keys;
 mod location;
+mod metrics;
+mod profile;
 mod signals;
 
 use std::process::ExitCode;

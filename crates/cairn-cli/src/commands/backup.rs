@@ -2,14 +2,17 @@
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use cairn_chunk::WalkOptions;
-use cairn_repo::ops::backup::{self as engine, hostname, BackupOptions};
+use cairn_repo::ops::backup::{self as engine, hostname, BackupOptions, BackupOutcome};
+use cairn_repo::Repository;
 use serde_json::json;
 
-use crate::args::{BackupArgs, Cli};
+use crate::args::{BackupArgs, ChunkArgs, Cli};
 use crate::location;
+use crate::metrics::{self, VolumeMetrics};
 use crate::output::{human_bytes, Out};
 
 /// The volume name: the last component of the single path, or for Docker's
@@ -46,23 +49,27 @@ fn read_exclude_files(files: &[PathBuf]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn absolute_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+pub(crate) fn absolute_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     paths
         .iter()
         .map(|p| {
             std::fs::symlink_metadata(p).with_context(|| format!("{}", p.display()))?;
-            let abs = std::path::absolute(p).with_context(|| format!("{}", p.display()))?;
-            // Normalise away `.` and trailing slashes so parents match.
-            Ok(abs.components().collect::<PathBuf>())
+            normalise(p)
         })
         .collect()
 }
 
-/// Open the repository, creating a missing local one with default settings.
-fn open_or_create(cli: &Cli, args: &BackupArgs) -> Result<cairn_repo::Repository> {
+/// Absolute, without `.` and trailing slashes, so parents match.
+fn normalise(p: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(p).with_context(|| format!("{}", p.display()))?;
+    Ok(abs.components().collect::<PathBuf>())
+}
+
+/// Open the repository, creating a missing one with default settings.
+pub(crate) fn open_or_create(cli: &Cli, chunk: &ChunkArgs) -> Result<Repository> {
     let loc = location::location(cli);
     if location::is_vacant(cli, &loc)? {
-        let config = location::config_from(&args.chunk)?;
+        let config = location::config_from(chunk)?;
         let protection = location::create(cli, &config, false)?;
         // Said even with --quiet: it is the only time the key file is named.
         eprintln!("{}", location::protection_note(&loc, &protection));
@@ -70,15 +77,49 @@ fn open_or_create(cli: &Cli, args: &BackupArgs) -> Result<cairn_repo::Repository
     location::open(cli)
 }
 
+/// A backup that ran: what the engine returned, and the repository's size
+/// afterwards when metrics asked for it.
+pub(crate) struct Done {
+    pub outcome: BackupOutcome,
+    pub repository_bytes: Option<u64>,
+}
+
 pub fn backup(cli: &Cli, out: &Out, args: &BackupArgs) -> Result<u8> {
+    let started = Instant::now();
+    let volume = match &args.volume {
+        Some(v) => v.clone(),
+        None => default_volume(
+            &args
+                .paths
+                .iter()
+                .map(|p| normalise(p))
+                .collect::<Result<Vec<_>>>()?,
+        ),
+    };
+    let result = backup_into(cli, out, args, &volume);
+    if let (Some(path), false) = (&cli.metrics_file, args.dry_run) {
+        let done = result.as_ref().ok();
+        metrics::record(
+            path,
+            &[VolumeMetrics {
+                volume: &volume,
+                summary: done.map(|d| &d.outcome.snapshot.summary),
+                duration_s: started.elapsed().as_secs_f64(),
+                repository_bytes: done.and_then(|d| d.repository_bytes),
+            }],
+        )?;
+    }
+    let done = result?;
+    render(out, args.dry_run, &done.outcome)?;
+    Ok(exit_code(&done.outcome))
+}
+
+fn backup_into(cli: &Cli, out: &Out, args: &BackupArgs, volume: &str) -> Result<Done> {
     let paths = absolute_paths(&args.paths)?;
     let mut excludes = args.excludes.clone();
     excludes.extend(read_exclude_files(&args.exclude_file)?);
-    let mut opts = BackupOptions {
-        volume: args
-            .volume
-            .clone()
-            .unwrap_or_else(|| default_volume(&paths)),
+    let opts = BackupOptions {
+        volume: volume.to_string(),
         host: args.host.clone().unwrap_or_else(hostname),
         tags: args.tags.clone(),
         paths,
@@ -90,10 +131,29 @@ pub fn backup(cli: &Cli, out: &Out, args: &BackupArgs) -> Result<u8> {
         dry_run: args.dry_run,
     };
     opts.validate()?;
-    let repo = open_or_create(cli, args)?;
-    opts.parent = match &args.parent {
+    let repo = open_or_create(cli, &args.chunk)?;
+    let outcome = run_engine(&repo, out, opts, args.parent.as_deref())?;
+    let repository_bytes = match cli.metrics_file {
+        Some(_) => Some(repo.stored_bytes()?),
+        None => None,
+    };
+    Ok(Done {
+        outcome,
+        repository_bytes,
+    })
+}
+
+/// Back up into an open repository, with progress; `parent`: the
+/// snapshot the user named instead of the latest of the same volume.
+pub(crate) fn run_engine(
+    repo: &Repository,
+    out: &Out,
+    mut opts: BackupOptions,
+    parent: Option<&str>,
+) -> Result<BackupOutcome> {
+    opts.parent = match parent {
         Some(spec) => Some(repo.find_snapshot(spec, &cairn_repo::Filter::default())?),
-        None => engine::find_parent(&repo, &opts)?,
+        None => engine::find_parent(repo, &opts)?,
     };
     if out.verbose > 0 {
         match &opts.parent {
@@ -103,26 +163,27 @@ pub fn backup(cli: &Cli, out: &Out, args: &BackupArgs) -> Result<u8> {
     }
     crate::signals::install();
     let progress = out.bar(None, "backup");
-    let result = engine::backup(&repo, &opts, &progress);
+    let result = engine::backup(repo, &opts, &progress);
     progress.finish();
-    let outcome = result?;
+    Ok(result?)
+}
+
+/// 0, or 3 when some files could not be read consistently.
+pub(crate) fn exit_code(outcome: &BackupOutcome) -> u8 {
+    if outcome.problems.is_empty() {
+        0
+    } else {
+        3
+    }
+}
+
+/// The summary: the stored one plus what only this run knows as JSON, or
+/// a line of text and the snapshot id.
+fn render(out: &Out, dry_run: bool, outcome: &BackupOutcome) -> Result<()> {
     let s = &outcome.snapshot.summary;
     let id = outcome.snapshot_id.map(|i| i.to_hex());
     if out.json {
-        // The stored summary, plus what only this run knows; `errors` lists
-        // the problems (the summary counts them).
-        let mut doc = serde_json::to_value(s)?;
-        doc["snapshot_id"] = json!(id);
-        doc["parent"] = json!(outcome.snapshot.parent);
-        doc["volume"] = json!(outcome.snapshot.volume);
-        doc["dry_run"] = json!(args.dry_run);
-        doc["errors"] = json!(outcome
-            .problems
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>());
-        doc["problems"] = json!(outcome.problems);
-        out.json(&doc)?;
+        out.json(&summary_json(outcome, dry_run)?)?;
     } else {
         out.info(&format!(
             "files: {} new, {} changed, {} unmodified; {} dirs; read {}, added {} ({} stored) in {:.2}s",
@@ -140,13 +201,28 @@ pub fn backup(cli: &Cli, out: &Out, args: &BackupArgs) -> Result<u8> {
             None => out.info("dry run: nothing was written"),
         }
     }
-    if outcome.problems.is_empty() {
-        Ok(0)
-    } else {
+    if !outcome.problems.is_empty() {
         eprintln!(
             "warning: {} file(s) could not be read consistently; the snapshot was saved without them or with the version read",
             outcome.problems.len()
         );
-        Ok(3)
     }
+    Ok(())
+}
+
+/// The stored summary plus what only this run knows; `errors` lists the
+/// problems (the summary counts them).
+pub(crate) fn summary_json(outcome: &BackupOutcome, dry_run: bool) -> Result<serde_json::Value> {
+    let mut doc = serde_json::to_value(&outcome.snapshot.summary)?;
+    doc["snapshot_id"] = json!(outcome.snapshot_id.map(|i| i.to_hex()));
+    doc["parent"] = json!(outcome.snapshot.parent);
+    doc["volume"] = json!(outcome.snapshot.volume);
+    doc["dry_run"] = json!(dry_run);
+    doc["errors"] = json!(outcome
+        .problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>());
+    doc["problems"] = json!(outcome.problems);
+    Ok(doc)
 }

@@ -14,7 +14,7 @@ use crate::output::{human_bytes, Out};
 pub const DEFAULT_MAX_UNUSED: f64 = 5.0;
 
 /// `10`, `10%` or `12.5` as a percentage in 0..=100.
-fn percent(s: &str) -> Result<f64> {
+pub fn percent(s: &str) -> Result<f64> {
     let v: f64 = match s.trim().trim_end_matches('%').parse() {
         Ok(v) => v,
         Err(_) => bail!("invalid percentage {s:?}: expected a number from 0 to 100"),

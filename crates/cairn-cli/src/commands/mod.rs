@@ -9,9 +9,10 @@ mod forget;
 mod init;
 mod inspect;
 mod key;
-mod maintain;
+pub(crate) mod maintain;
 mod mount;
 mod restore;
+mod run;
 mod stats;
 
 use anyhow::Result;
@@ -20,7 +21,15 @@ use crate::args::{Cli, Command, FilterArgs};
 use crate::output::Out;
 
 /// Run the parsed command line.
-pub fn run(cli: Cli) -> Result<u8> {
+pub fn run(mut cli: Cli) -> Result<u8> {
+    let profile = match &cli.command {
+        // These never touch a repository; `config check` reads its own file.
+        Command::Completions { .. }
+        | Command::Man { .. }
+        | Command::Config { .. }
+        | Command::Bench(_) => None,
+        _ => crate::profile::apply(&mut cli)?,
+    };
     let out = Out {
         json: cli.json,
         quiet: cli.quiet,
@@ -43,6 +52,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Repair(a) => maintain::repair(&cli, &out, a),
         Command::Key(a) => key::key(&cli, &out, a),
         Command::Copy(a) => copy::copy(&cli, &out, a),
+        Command::Run(a) => run::run(&cli, &out, a, profile.as_ref()),
+        Command::Config { what } => run::config(&cli, &out, what),
         Command::Completions { shell } => docs::completions(*shell),
         Command::Man { dir } => docs::man(dir.as_deref()),
     }

@@ -393,6 +393,16 @@ impl Repository {
             .collect())
     }
 
+    /// Bytes of the objects that hold backed-up data and its description:
+    /// packs, index segments and snapshots (one listing of each).
+    pub fn stored_bytes(&self) -> Result<u64> {
+        let mut total = 0u64;
+        for ft in [FileType::Pack, FileType::Index, FileType::Snapshot] {
+            total += self.list(ft)?.values().sum::<u64>();
+        }
+        Ok(total)
+    }
+
     /// The segments in the repository that no other segment supersedes, and
     /// what every present segment supersedes. Damaged segments are skipped
     /// (`check` reports them; prune refuses to run while there are any).
