@@ -213,10 +213,12 @@ fn a_lock_that_cannot_be_read_still_protects_its_backup() {
 /// packs; a prune during B2 dooms them and waits for B2; B2 saves S2 (which
 /// needs them); the next prune carries the plan out, one read of a doomed
 /// pack's table fails, and the pack is deleted: S2 loses files.
+/// A read that returns corrupted bytes (a bit flipped in transit) has the
+/// same effect: the table fails verification in that one read.
 /// Wrong: `prune.rs` `carry_out` (`Err(_) => false, // unreadable: nothing
-/// can use it`): only a pack that is missing or fails verification may be
-/// judged unneeded; an I/O error must fail the prune (the plan stays and
-/// is carried out next time).
+/// can use it`): a pack whose table cannot be read this time may still be
+/// needed; the prune must fail (the plan stays and is carried out next
+/// time) or keep the pack, never delete it.
 #[test]
 #[ignore = "reproduces BUG: a read error during plan execution deletes a needed pack"]
 fn a_read_error_while_carrying_out_a_plan_never_deletes_a_needed_pack() {
