@@ -12,9 +12,21 @@
 //!   got as far as saving theirs;
 //! * a new backup and a prune succeed.
 //!
+//! Each round is one of: a backup; a prune; `forget ID --prune`; a backup
+//! and a prune at once; backups of the same data from two hosts at once;
+//! the sequence "forget the latest snapshot, prune while another backup
+//! runs, back up the same data again, prune during that backup"; and (in
+//! strict mode) two prunes at once. Any of them may be killed; the source
+//! tree changes between rounds (new, rewritten, patched, re-moded, deleted
+//! files, and files returning to content seen before).
+//!
 //! `cargo test --test torture -- --ignored --nocapture` runs the long
 //! version (`CAIRN_TORTURE_KILLS`, default 500 kill points); the seed is
-//! printed, and `CAIRN_TORTURE_SEED` replays a run. The smoke test (about
+//! printed, and `CAIRN_TORTURE_SEED` replays a run (kill moments depend on
+//! timing, so a replay is close, not exact). On failure the repository and
+//! cache are kept in the temporary directory for a post-mortem, and the
+//! last events are printed. `CAIRN_TORTURE_STRICT=1` also runs into the
+//! defects that are still open (see [`strict`]). The smoke test (about
 //! ten kills) runs by default. Build the binary first: `cargo build -p
 //! cairn-cli`.
 
@@ -307,6 +319,54 @@ struct Ended {
     tag: Option<String>,
 }
 
+/// Whether to run into the open defects: `CAIRN_TORTURE_STRICT=1`.
+///
+/// Three defects reproduced (and described) in
+/// `crates/cairn-repo/tests/open_defects.rs` would stop every run early, so
+/// by default the torture steps around them, and still checks everything
+/// they could hide (`check --read-data` and a restore of every snapshot
+/// after every batch):
+///
+/// * prunes that fail with one of [`KNOWN_PRUNE_FAILURES`] are counted, not
+///   fatal (neither loses data);
+/// * each command gets a fresh index cache
+///   (`an_interrupted_prune_never_leaves_the_cache_pointing_at_deleted_packs`:
+///   with a shared one, a prune killed while carrying out a plan makes
+///   later restores and prunes fail);
+/// * no two prunes run at once
+///   (`two_prunes_at_once_never_leave_deleted_packs_in_the_index`: that
+///   loses data).
+///
+/// Strict mode does none of this. Retire each workaround when its defect
+/// is fixed, and make strict the default once all are.
+fn strict() -> bool {
+    std::env::var("CAIRN_TORTURE_STRICT").as_deref() == Ok("1")
+}
+
+/// Prune failures caused by open defects: the message, and the test that
+/// reproduces it.
+const KNOWN_PRUNE_FAILURES: [(&str, &str); 2] = [
+    (
+        "is not in the index (missing pack?)",
+        "a_backup_finishing_during_prune_does_not_fail_the_prune",
+    ),
+    (
+        ": no such object",
+        "a_prune_never_reads_the_packs_it_just_deleted",
+    ),
+];
+
+fn known_prune_failure(e: &Ended) -> Option<&'static str> {
+    if e.kind == Kind::Backup || strict() {
+        return None;
+    }
+    let line = e.stderr.lines().next().unwrap_or("");
+    KNOWN_PRUNE_FAILURES
+        .iter()
+        .find(|(msg, _)| line.contains(msg))
+        .map(|(_, test)| *test)
+}
+
 struct Torture {
     env: Env,
     rng: Rng,
@@ -328,10 +388,17 @@ struct Torture {
     other: Source,
     batches: u64,
     restores: u64,
+    /// Prunes that failed by a known defect, by its test.
+    known_failures: BTreeMap<&'static str, u64>,
+    /// What happened, for the failure message.
+    log: Vec<String>,
+    /// Whether the commands under torture share one index cache (as one
+    /// user's commands do), or each gets a fresh one.
+    shared_cache: bool,
 }
 
 impl Torture {
-    fn new(seed: u64, scale: usize) -> Torture {
+    fn new(seed: u64, scale: usize, shared_cache: bool) -> Torture {
         let env = Env::new();
         env.ok(["init", "--pack-size", "64K"]);
         let mut rng = Rng(seed);
@@ -352,7 +419,39 @@ impl Torture {
             other,
             batches: 0,
             restores: 0,
+            log: Vec::new(),
+            known_failures: BTreeMap::new(),
+            shared_cache,
         }
+    }
+
+    fn note(&mut self, line: String) {
+        self.log.push(line);
+    }
+
+    /// Fail with the seed and the story so far; the repository and cache
+    /// are kept for a post-mortem.
+    fn fail(&self, msg: String) -> ! {
+        let kept = std::env::temp_dir().join(format!("cairn-torture-{}", self.seed));
+        let _ = fs::remove_dir_all(&kept);
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(self.env.dir.path())
+            .arg(&kept)
+            .status()
+            .is_ok_and(|s| s.success());
+        let from = self.log.len().saturating_sub(60);
+        panic!(
+            "seed {} (CAIRN_TORTURE_SEED={} replays it): {msg}\n{}--- the last events:\n{}",
+            self.seed,
+            self.seed,
+            if copied {
+                format!("(repository and cache kept in {})\n", kept.display())
+            } else {
+                String::new()
+            },
+            self.log[from..].join("\n")
+        );
     }
 
     fn total_kills(&self) -> u64 {
@@ -375,7 +474,17 @@ impl Torture {
         let out = self.env.path(&format!("out/{}.stdout", self.n));
         let err = self.env.path(&format!("out/{}.stderr", self.n));
         fs::create_dir_all(out.parent().unwrap()).unwrap();
-        let mut c: Command = self.env.cmd();
+        let mut c = if self.shared_cache {
+            self.env.cmd()
+        } else {
+            let mut c = Command::new(cairn_bin());
+            c.arg("--repo")
+                .arg(&self.env.repo)
+                .arg("--cache-dir")
+                .arg(self.env.path(&format!("out/cache-{}", self.n)));
+            self.env.isolate(&mut c);
+            c
+        };
         c.arg("--json")
             .args(args)
             .stdin(Stdio::null())
@@ -385,6 +494,12 @@ impl Torture {
             .iter()
             .position(|a| a == "--tag")
             .map(|i| args[i + 1].clone());
+        self.note(format!(
+            "#{} start `cairn {}`{}",
+            self.n,
+            args.join(" "),
+            kill_after.map_or(String::new(), |d| format!(", kill after {d:?}"))
+        ));
         Running {
             kind,
             child: c.spawn().expect("spawn cairn"),
@@ -392,7 +507,7 @@ impl Torture {
             kill_after,
             out,
             err,
-            what: format!("cairn {}", args.join(" ")),
+            what: format!("#{} `cairn {}`", self.n, args.join(" ")),
             tag,
         }
     }
@@ -471,38 +586,66 @@ impl Torture {
         }
         let ended: Vec<Ended> = ended.into_iter().map(Option::unwrap).collect();
         for e in &ended {
-            self.judge(e);
+            // A backup saves its snapshot a little before its process ends.
+            let backup_finished_meanwhile = ended
+                .iter()
+                .any(|b| b.kind == Kind::Backup && b.code == Some(0));
+            self.judge(e, backup_finished_meanwhile);
         }
         ended
     }
 
     /// Count a run; a run that was not killed must have succeeded, and a
     /// finished backup's snapshot is recorded.
-    fn judge(&mut self, e: &Ended) {
+    fn judge(&mut self, e: &Ended, backup_finished_meanwhile: bool) {
+        let first_err = e.stderr.lines().next().unwrap_or("").to_string();
+        self.note(format!(
+            "{} ended after {:?}: {}{}",
+            e.what,
+            e.elapsed,
+            if e.killed {
+                "KILLED".to_string()
+            } else {
+                format!("exit {:?}", e.code)
+            },
+            if first_err.is_empty() {
+                String::new()
+            } else {
+                format!(" ({first_err})")
+            }
+        ));
         if e.killed {
             *self.kills.entry(e.kind).or_default() += 1;
             return;
         }
-        assert_eq!(
-            e.code,
-            Some(0),
-            "seed {}: `{}` failed (not killed) after {:?}:\n{}{}",
-            self.seed,
-            e.what,
-            e.elapsed,
-            e.stdout,
-            e.stderr
-        );
+        if e.code != Some(0) {
+            if let Some(defect) = known_prune_failure(e) {
+                let race = defect.starts_with("a_backup_finishing");
+                if !race || backup_finished_meanwhile {
+                    *self.known_failures.entry(defect).or_default() += 1;
+                    return;
+                }
+            }
+        }
+        if e.code != Some(0) {
+            self.fail(format!(
+                "{} failed (not killed) after {:?}:\n{}{}",
+                e.what, e.elapsed, e.stdout, e.stderr
+            ));
+        }
         *self.finished.entry(e.kind).or_default() += 1;
         let t = self.typical.entry(e.kind).or_insert(e.elapsed);
         *t = (*t * 3 + e.elapsed) / 4;
         if e.kind == Kind::Backup {
             let v: Value = serde_json::from_str(&e.stdout).unwrap_or_else(|err| {
-                panic!("{}: stdout is not JSON ({err}): {}", e.what, e.stdout)
+                self.fail(format!(
+                    "{}: stdout is not JSON ({err}): {}",
+                    e.what, e.stdout
+                ))
             });
             let id = v["snapshot_id"].as_str().expect("snapshot_id").to_string();
+            self.note(format!("{} saved {id}", e.what));
             self.reported.insert(id);
-            assert!(e.tag.is_some());
         }
     }
 
@@ -544,7 +687,22 @@ impl Torture {
         if self.rng.chance(60) {
             self.main.mutate(&mut self.rng);
         }
-        match self.rng.below(100) {
+        let roll = self.rng.below(100);
+        self.note(format!(
+            "round: {}",
+            match roll {
+                0..=29 => "backup",
+                30..=44 => "prune",
+                45..=54 => "forget --prune",
+                55..=74 => "backup and prune at once",
+                75..=84 => "the same data from two hosts at once",
+                85..=94 =>
+                    "forget latest, prune during another backup, store again, prune during it",
+                _ if strict() => "forget --prune and prune at once",
+                _ => "forget --prune",
+            }
+        ));
+        match roll {
             0..=29 => {
                 let p = self.spawn_backup(false, "alpha", true);
                 self.run_one(p);
@@ -567,12 +725,13 @@ impl Torture {
                 self.finish(vec![a, b]);
             }
             85..=94 => self.forget_latest_and_store_again(),
-            _ => {
+            _ if strict() => {
                 // Two prunes at once.
                 let f = self.spawn_forget_prune();
                 let p = self.spawn_prune(true);
                 self.finish(vec![f, p]);
             }
+            _ => self.forget_and_prune(),
         }
     }
 
@@ -600,6 +759,7 @@ impl Torture {
     fn forget_latest_and_store_again(&mut self) {
         if let Some(latest) = self.latest_main() {
             self.forgotten.insert(latest.clone());
+            self.note(format!("forget {latest}"));
             self.env.ok(["forget", latest.as_str()]);
         }
         let kill_other = self.rng.chance(30);
@@ -620,47 +780,42 @@ impl Torture {
     /// ones are all there; then a new backup and a prune succeed.
     fn verify(&mut self) {
         self.batches += 1;
+        self.note(format!("verify batch {}", self.batches));
         let check = self.env.run(["check", "--read-data"]);
-        assert_eq!(
-            check.status.code(),
-            Some(0),
-            "seed {}: check --read-data after batch {} failed:\n{}{}",
-            self.seed,
-            self.batches,
-            stdout(&check),
-            stderr(&check)
-        );
+        if check.status.code() != Some(0) {
+            self.fail(format!(
+                "check --read-data after batch {} failed:\n{}{}",
+                self.batches,
+                stdout(&check),
+                stderr(&check)
+            ));
+        }
         let present = self.snapshots();
         for id in &self.reported {
-            assert!(
-                present.contains_key(id) || self.forgotten.contains(id),
-                "seed {}: snapshot {id} was reported saved and never forgotten, but is gone",
-                self.seed
-            );
+            if !present.contains_key(id) && !self.forgotten.contains(id) {
+                self.fail(format!(
+                    "snapshot {id} was reported saved and never forgotten, but is gone"
+                ));
+            }
         }
         for (id, tags) in &present {
-            let tag = tags
-                .iter()
-                .find(|t| self.manifests.contains_key(*t))
-                .unwrap_or_else(|| panic!("snapshot {id} has no known tag: {tags:?}"));
+            let Some(tag) = tags.iter().find(|t| self.manifests.contains_key(*t)) else {
+                self.fail(format!("snapshot {id} has no known tag: {tags:?}"));
+            };
             let target = self.env.path(&format!("restore-{id}"));
             let out = self
                 .env
                 .run(["restore", id.as_str(), "--target", target.to_str().unwrap()]);
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "seed {}: restore of {id} ({tag}) failed:\n{}",
-                self.seed,
-                stderr(&out)
-            );
+            if out.status.code() != Some(0) {
+                self.fail(format!("restore of {id} ({tag}) failed:\n{}", stderr(&out)));
+            }
             let diff = manifest_diff(&self.manifests[tag], &manifest(&target));
-            assert!(
-                diff.is_empty(),
-                "seed {}: snapshot {id} ({tag}) restores differently from its tree:\n  {}",
-                self.seed,
-                diff.join("\n  ")
-            );
+            if !diff.is_empty() {
+                self.fail(format!(
+                    "snapshot {id} ({tag}) restores differently from its tree:\n  {}",
+                    diff.join("\n  ")
+                ));
+            }
             fs::remove_dir_all(&target).unwrap();
             self.restores += 1;
         }
@@ -684,12 +839,13 @@ impl Torture {
 
     fn report(&self, started: Instant) -> String {
         format!(
-            "seed {}: {} kill points ({:?}), {} runs finished ({:?}), {} batches verified, {} restores compared, {:.1}s",
+            "seed {}: {} kill points ({:?}), {} runs finished ({:?}), prunes failed by known defects {:?}, {} batches verified, {} restores compared, {:.1}s",
             self.seed,
             self.total_kills(),
             self.kills,
             self.finished.values().sum::<u64>(),
             self.finished,
+            self.known_failures,
             self.batches,
             self.restores,
             started.elapsed().as_secs_f64()
@@ -731,9 +887,18 @@ fn torture(kills_wanted: u64, rounds_per_batch: u64, scale: usize) {
             .unwrap()
             .as_nanos() as u64
     });
-    eprintln!("torture: seed {seed} (CAIRN_TORTURE_SEED={seed} replays this run), {kills_wanted} kill points wanted");
+    let shared_cache = match std::env::var("CAIRN_TORTURE_CACHE").as_deref() {
+        Ok("shared") => true,
+        Ok("private") => false,
+        _ => strict(),
+    };
+    eprintln!(
+        "torture: seed {seed} (CAIRN_TORTURE_SEED={seed} replays this run), {kills_wanted} kill points wanted, {} index cache{}",
+        if shared_cache { "shared" } else { "private" },
+        if strict() { ", strict" } else { "" }
+    );
     let started = Instant::now();
-    let mut t = Torture::new(seed, scale);
+    let mut t = Torture::new(seed, scale, shared_cache);
     // Uncut runs first: they measure how long each command takes.
     let b = t.spawn_backup(false, "alpha", false);
     t.run_one(b);
@@ -768,7 +933,8 @@ fn crash_torture_smoke() {
     torture(env_u64("CAIRN_TORTURE_SMOKE_KILLS").unwrap_or(10), 6, 1);
 }
 
-/// Hundreds of kills (`CAIRN_TORTURE_KILLS`, default 500).
+/// Hundreds of kills (`CAIRN_TORTURE_KILLS`, default 500);
+/// `CAIRN_TORTURE_STRICT=1` runs into the open defects (see [`strict`]).
 #[test]
 #[ignore = "long run: cargo test --test torture -- --ignored --nocapture"]
 fn crash_torture() {
