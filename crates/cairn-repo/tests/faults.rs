@@ -387,7 +387,14 @@ fn cases(stage: Stage, every: bool) -> Vec<Case> {
     out
 }
 
-/// A copy of the template, opened (before any fault) through a recorder.
+/// Open the repository as the next cairn command would: with the index
+/// cache on disk that every command of the user shares.
+fn reopen(faults: &Arc<FaultBackend>, dir: &Path) -> Repository {
+    Repository::open(faults.clone(), Some(&dir.join("cache"))).unwrap()
+}
+
+/// A copy of the template, opened (before any fault) through a recorder,
+/// with the on-disk index cache later commands share.
 fn fresh_copy(dir: &Path) -> (Arc<Recorder>, Arc<FaultBackend>, Repository) {
     copy_dir(&template().repo, &dir.join("repo"));
     let local: Arc<dyn Backend> = Arc::new(cairn_repo::LocalBackend::new(dir.join("repo")));
@@ -396,7 +403,7 @@ fn fresh_copy(dir: &Path) -> (Arc<Recorder>, Arc<FaultBackend>, Repository) {
         inner: faults.clone(),
         ops: Mutex::default(),
     });
-    let repo = Repository::open(rec.clone(), None).unwrap();
+    let repo = Repository::open(rec.clone(), Some(&dir.join("cache"))).unwrap();
     rec.ops.lock().unwrap().clear();
     (rec, faults, repo)
 }
@@ -486,7 +493,7 @@ fn run_case(case: &Case) -> Result<(), String> {
     }
 
     // 2. The ground truth, and what check says about it.
-    let repo = open(&faults);
+    let repo = reopen(&faults, dir.path());
     let report = check_all(&repo);
     let broken = broken_snapshots(&repo, &expected, &scratch);
     let present: Vec<Id> = repo.snapshots().unwrap().into_iter().map(|s| s.0).collect();
@@ -525,7 +532,7 @@ fn run_case(case: &Case) -> Result<(), String> {
         repair_index(&repo).map_err(|e| format!("repair index after a lie: {e}"))?;
         repair_snapshots(&repo, &RepairSnapshotsOptions::default())
             .map_err(|e| format!("repair snapshots after a lie: {e}"))?;
-        let report = check_all(&open(&faults));
+        let report = check_all(&reopen(&faults, dir.path()));
         if !report.ok() {
             return Err(format!(
                 "check after repair: {:?} {:?}",
@@ -536,10 +543,10 @@ fn run_case(case: &Case) -> Result<(), String> {
 
     // 3. Life goes on: a new backup and a prune work, and everything the
     //    honest cases promised still restores exactly.
-    let repo = open(&faults);
+    let repo = reopen(&faults, dir.path());
     let id = backup_like_cli(&repo, &t.src6).map_err(|e| format!("backup afterwards: {e}"))?;
     prune_now(&repo).map_err(|e| format!("prune afterwards: {e}"))?;
-    let repo = open(&faults);
+    let repo = reopen(&faults, dir.path());
     let report = check_all(&repo);
     if !report.ok() {
         return Err(format!(

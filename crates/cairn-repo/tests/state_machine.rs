@@ -7,6 +7,14 @@
 //!
 //! `CAIRN_PROPTEST_CASES=2000 cargo test -p cairn-repo --test state_machine`
 //! for a long run; the default count keeps it well under 30 s.
+//!
+//! One open defect (`a_prune_never_reads_the_packs_it_just_deleted` in
+//! `open_defects.rs`) makes a prune fail after carrying out a plan; it
+//! loses nothing, so such a failure is tolerated (and everything is still
+//! restored after that step) unless `CAIRN_PROPTEST_STRICT=1`, which lets
+//! proptest find and shrink it: backup, another backup starts elsewhere,
+//! forget, prune, backup, the other backup ends, prune. Retire the
+//! tolerance when it is fixed.
 
 mod support;
 
@@ -176,14 +184,21 @@ impl World {
                 }
             }
             Step::Prune { max_unused } => {
-                prune(
-                    &self.repo,
-                    &PruneOptions {
-                        max_unused_percent: *max_unused,
-                        dry_run: false,
-                    },
-                )
-                .map_err(|e| err("prune", e))?;
+                let opts = PruneOptions {
+                    max_unused_percent: *max_unused,
+                    dry_run: false,
+                };
+                match prune(&self.repo, &opts) {
+                    Err(e) if known_prune_failure(&e) => {
+                        // Once more, as a new process (it then works).
+                        self.repo = Repository::open(self.backend.clone(), Some(&self.cache))
+                            .map_err(|e| err("open", e))?;
+                        prune(&self.repo, &opts).map_err(|e| err("prune again", e))?;
+                    }
+                    other => {
+                        other.map_err(|e| err("prune", e))?;
+                    }
+                }
             }
             Step::LockElsewhere => self.locks.push(fake_running_backup(&*self.backend)),
             Step::UnlockElsewhere => {
@@ -202,10 +217,12 @@ impl World {
         Ok(())
     }
 
-    /// Every live snapshot restores to exactly what it captured, and the
-    /// repository holds no snapshot the model does not know.
+    /// Every live snapshot restores to exactly what it captured (read as
+    /// the next `cairn restore` would, through the shared index cache), and
+    /// the repository holds no snapshot the model does not know.
     fn verify(&self) -> Result<(), String> {
-        let repo = Repository::open(self.backend.clone(), None).map_err(|e| e.to_string())?;
+        let repo =
+            Repository::open(self.backend.clone(), Some(&self.cache)).map_err(|e| e.to_string())?;
         let present: Vec<Id> = repo
             .snapshots()
             .map_err(|e| e.to_string())?
@@ -226,13 +243,20 @@ impl World {
     }
 
     fn check(&self) -> Result<(), String> {
-        let report = check_all(&Repository::open(self.backend.clone(), None).unwrap());
+        let report = check_all(&Repository::open(self.backend.clone(), Some(&self.cache)).unwrap());
         if report.ok() {
             Ok(())
         } else {
             Err(format!("check: {:?} {:?}", report.errors, report.damaged))
         }
     }
+}
+
+/// A prune failing by the open defect described at the top.
+fn known_prune_failure(e: &cairn_repo::Error) -> bool {
+    std::env::var("CAIRN_PROPTEST_STRICT").as_deref() != Ok("1")
+        && e.is_not_found()
+        && e.to_string().contains("/packs/")
 }
 
 fn restored_equals(repo: &Repository, id: &Id, tree: &Tree, scratch: &Path) -> Result<(), String> {
