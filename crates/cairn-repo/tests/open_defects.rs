@@ -43,7 +43,7 @@ fn assert_whole(faults: &Arc<FaultBackend>, id: &Id, expected: &BTreeMap<String,
         report.errors,
         report.damaged
     );
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = tempdir();
     assert_restores(&repo, id, expected, scratch.path());
 }
 
@@ -77,7 +77,7 @@ fn data_packs(repo: &Repository, tree: &Id) -> Vec<Id> {
 #[test]
 #[ignore = "reproduces BUG: a backup reuses its parent's data after a prune plan doomed it"]
 fn backup_reusing_a_parent_that_a_plan_dooms_keeps_its_data() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let tree = source(dir.path(), 1, 4);
     let src = dir.path().join("src");
     let faults = small_pack_repo(dir.path());
@@ -126,7 +126,7 @@ fn backup_reusing_a_parent_that_a_plan_dooms_keeps_its_data() {
 #[test]
 #[ignore = "reproduces BUG: a plan read error makes a backup depend on doomed packs"]
 fn a_plan_that_cannot_be_read_fails_the_backup_instead_of_being_ignored() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let tree = source(dir.path(), 2, 4);
     let src = dir.path().join("src");
     let faults = small_pack_repo(dir.path());
@@ -175,7 +175,7 @@ fn a_plan_that_cannot_be_read_fails_the_backup_instead_of_being_ignored() {
 #[test]
 #[ignore = "reproduces BUG: a lock read error makes prune delete a running backup's data"]
 fn a_lock_that_cannot_be_read_still_protects_its_backup() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let tree = source(dir.path(), 3, 4);
     let src = dir.path().join("src");
     let faults = small_pack_repo(dir.path());
@@ -222,7 +222,7 @@ fn a_lock_that_cannot_be_read_still_protects_its_backup() {
 #[test]
 #[ignore = "reproduces BUG: a read error during plan execution deletes a needed pack"]
 fn a_read_error_while_carrying_out_a_plan_never_deletes_a_needed_pack() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let tree = source(dir.path(), 4, 4);
     let src = dir.path().join("src");
     let faults = small_pack_repo(dir.path());
@@ -272,7 +272,7 @@ fn a_read_error_while_carrying_out_a_plan_never_deletes_a_needed_pack() {
 #[test]
 #[ignore = "reproduces BUG: a read error during repair index drops a pack from the index"]
 fn a_read_error_during_repair_index_leaves_the_index_whole() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let tree = source(dir.path(), 5, 4);
     let src = dir.path().join("src");
     let faults = small_pack_repo(dir.path());
@@ -313,7 +313,7 @@ fn a_read_error_during_repair_index_leaves_the_index_whole() {
 #[test]
 #[ignore = "reproduces BUG: a superseded segment is loaded as current during plan execution"]
 fn a_backup_during_plan_execution_never_dedups_against_deleted_packs() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let tree = source(dir.path(), 6, 4);
     let src = dir.path().join("src");
     let faults = small_pack_repo(dir.path());
@@ -371,7 +371,7 @@ fn a_backup_during_plan_execution_never_dedups_against_deleted_packs() {
 #[test]
 #[ignore = "reproduces BUG: prune fails when a backup finishes while it runs"]
 fn a_backup_finishing_during_prune_does_not_fail_the_prune() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     source(dir.path(), 7, 2);
     let src = dir.path().join("src");
     let faults = small_pack_repo(dir.path());
@@ -417,7 +417,7 @@ fn a_backup_finishing_during_prune_does_not_fail_the_prune() {
 #[test]
 #[ignore = "reproduces BUG: an interrupted prune leaves the shared index cache pointing at deleted packs"]
 fn an_interrupted_prune_never_leaves_the_cache_pointing_at_deleted_packs() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let src = dir.path().join("src");
     let cache = dir.path().join("cache");
     let mut tree: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -460,7 +460,7 @@ fn an_interrupted_prune_never_leaves_the_cache_pointing_at_deleted_packs() {
     let repo = Repository::open(faults.clone(), Some(&cache)).unwrap();
     let report = check_all(&repo);
     assert!(report.ok(), "{report:?}");
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = tempdir();
     assert_restores(&repo, &s2, &tree, scratch.path());
     prune_now(&Repository::open(faults.clone(), Some(&cache)).unwrap()).unwrap();
 }
@@ -485,7 +485,7 @@ fn an_interrupted_prune_never_leaves_the_cache_pointing_at_deleted_packs() {
 #[test]
 #[ignore = "reproduces BUG: prune fails reading a pack it deleted itself"]
 fn a_prune_never_reads_the_packs_it_just_deleted() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let tree = source(dir.path(), 11, 3);
     let src = dir.path().join("src");
     let cache = dir.path().join("cache");
@@ -501,7 +501,7 @@ fn a_prune_never_reads_the_packs_it_just_deleted() {
 
     let r = prune_now(&repo);
     assert!(r.is_ok(), "{r:?}");
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = tempdir();
     assert_restores(&open(&faults), &s2, &tree, scratch.path());
 }
 
@@ -526,7 +526,7 @@ fn a_prune_never_reads_the_packs_it_just_deleted() {
 #[test]
 #[ignore = "reproduces BUG: two prunes at once leave deleted packs in the index; backups then dedup against them"]
 fn two_prunes_at_once_never_leave_deleted_packs_in_the_index() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let tree = source(dir.path(), 12, 3);
     let src = dir.path().join("src");
     let faults = small_pack_repo(dir.path());
@@ -583,7 +583,7 @@ fn leftovers_of_my_pid(dir: &Path, name: impl Fn(u64) -> String) {
 #[test]
 #[ignore = "reproduces BUG: a dead process's spool file with our pid fails the backup"]
 fn spool_files_of_a_dead_process_with_the_same_pid_never_fail_a_backup() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let tree = source(dir.path(), 15, 2);
     let src = dir.path().join("src");
     let faults = small_pack_repo(dir.path());
@@ -608,7 +608,7 @@ fn spool_files_of_a_dead_process_with_the_same_pid_never_fail_a_backup() {
 #[test]
 #[ignore = "reproduces BUG: a dead process's temporary file with our pid fails a put"]
 fn temporary_files_of_a_dead_process_with_the_same_pid_never_fail_a_put() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let tree = source(dir.path(), 16, 2);
     let src = dir.path().join("src");
     let faults = small_pack_repo(dir.path());

@@ -32,12 +32,12 @@ use support::*;
 
 type Tree = BTreeMap<String, Vec<u8>>;
 
-/// Cases per run: `CAIRN_PROPTEST_CASES`, else 48.
+/// Cases per run: `CAIRN_PROPTEST_CASES`, else 256.
 fn cases() -> u32 {
     std::env::var("CAIRN_PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(48)
+        .unwrap_or(256)
 }
 
 /// Where files live in the source tree (some in subdirectories, so trees
@@ -110,7 +110,7 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempdir();
         let src = dir.path().join("src");
         let scratch = dir.path().join("scratch");
         let cache = dir.path().join("cache");

@@ -15,6 +15,21 @@ use cairn_repo::prune::{prune, PruneOptions, PruneReport};
 use cairn_repo::restore::{restore, NoRestoreProgress, RestoreOptions, RestoreOutcome};
 use cairn_repo::{Backend, Config, Id, LocalBackend, Repository, Result};
 
+/// A temporary directory, in memory (`/dev/shm`) where there is one: these
+/// tests test what cairn writes, not the disk, and every put fsyncs.
+pub fn tempdir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(dir) = tempfile::Builder::new()
+            .prefix("cairn-test-")
+            .tempdir_in(shm)
+        {
+            return dir;
+        }
+    }
+    tempfile::tempdir().unwrap()
+}
+
 /// Deterministic pseudo-random bytes (xorshift).
 pub fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
