@@ -1,8 +1,13 @@
-//! Defects the torture, fault and state-machine tests found and that are
-//! not fixed yet, each reduced to a deterministic sequence staged with the
-//! fault backend's hooks (as in `races.rs`). Every test asserts what cairn
-//! promises and is ignored until the fix lands; then it moves to
-//! `races.rs` (or `faults.rs`) and loses its `ignore`.
+//! Defects the torture, fault and state-machine tests found (or that
+//! reading the code around them did) and that are not fixed yet, each
+//! reduced to a deterministic sequence staged with the fault backend's
+//! hooks (as in `races.rs`). Every test asserts what cairn promises and is
+//! ignored until its fix lands; then it moves to `races.rs` and loses its
+//! `ignore` (and the workaround in `tests/torture.rs`, `faults.rs` or
+//! `state_machine.rs` that names it goes).
+//!
+//! `cargo test -p cairn-repo --test open_defects -- --ignored` shows them
+//! all failing.
 
 mod support;
 

@@ -188,15 +188,20 @@ impl World {
                     max_unused_percent: *max_unused,
                     dry_run: false,
                 };
-                match prune(&self.repo, &opts) {
-                    Err(e) if known_prune_failure(&e) => {
-                        // Once more, as a new process (it then works).
-                        self.repo = Repository::open(self.backend.clone(), Some(&self.cache))
-                            .map_err(|e| err("open", e))?;
-                        prune(&self.repo, &opts).map_err(|e| err("prune again", e))?;
-                    }
-                    other => {
-                        other.map_err(|e| err("prune", e))?;
+                // Each attempt that fails by the known defect has carried
+                // out at least one plan; a new process goes on from there.
+                let mut attempts = 0;
+                loop {
+                    match prune(&self.repo, &opts) {
+                        Err(e) if known_prune_failure(&e) && attempts < 5 => {
+                            attempts += 1;
+                            self.repo = Repository::open(self.backend.clone(), Some(&self.cache))
+                                .map_err(|e| err("open", e))?;
+                        }
+                        other => {
+                            other.map_err(|e| err("prune", e))?;
+                            break;
+                        }
                     }
                 }
             }
