@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use cairn_repo::format::pack::{BlobEntry, BlobKind, FLAG_ZSTD};
-use cairn_repo::store::packer::Uploader;
-use cairn_repo::ops::restore::{restore, NoRestoreProgress, RestoreOptions};
 use cairn_repo::format::segment::{PackRecord, Segment};
 use cairn_repo::format::snapshot::{Snapshot, Summary};
 use cairn_repo::format::tree::ChunkRef;
+use cairn_repo::ops::restore::{restore, NoRestoreProgress, RestoreOptions};
+use cairn_repo::store::packer::Uploader;
 use cairn_repo::{Config, Id, LocalBackend, Node, Repository, Tree};
 
 /// The system allocator, remembering the largest single allocation.

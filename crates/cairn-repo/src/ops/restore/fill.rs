@@ -385,7 +385,10 @@ fn holds(codec: &Codec, file: &File, at: u64, len: u32, id: &Id, scratch: &mut V
     while done < u64::from(len) {
         let n = (u64::from(len) - done).min(PIECE as u64) as usize;
         scratch.resize(n, 0);
-        if file.read_exact_at(scratch, at.saturating_add(done)).is_err() {
+        if file
+            .read_exact_at(scratch, at.saturating_add(done))
+            .is_err()
+        {
             return false;
         }
         hasher.update(scratch);
