@@ -10,6 +10,8 @@
 #![allow(dead_code)]
 
 pub mod forge;
+pub mod web;
+pub mod webdriver;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};

@@ -98,6 +98,11 @@ pub enum Command {
         #[command(subcommand)]
         what: ConfigCommand,
     },
+    /// Serve a web interface: volumes, history, browse, diff, download,
+    /// checks and (with --allow-restore) restores. The access token comes
+    /// from CAIRN_SERVE_TOKEN, or is generated; the URL printed at start
+    /// carries it.
+    Serve(ServeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -109,6 +114,25 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8490", value_name = "ADDR")]
+    pub listen: String,
+    /// Offer restores from the browser, into directories below --restore-root.
+    #[arg(long, requires = "restore_root")]
+    pub allow_restore: bool,
+    /// The directory browser restores go below.
+    #[arg(long, value_name = "DIR")]
+    pub restore_root: Option<PathBuf>,
+    /// Show a volume as stale when its latest snapshot is older than this many hours.
+    #[arg(long, default_value_t = 26, value_name = "HOURS")]
+    pub stale_after: u64,
+    /// Downloads, diffs, checks and restores running at once; more are refused (503).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub heavy: usize,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -2,9 +2,8 @@
 //! several chunker settings, measured by cairn-chunk's survey without any
 //! repository; shown as a table, JSON, or an SVG chart.
 
-use std::fmt::Write as _;
-
 use anyhow::{Context, Result};
+use cairn_chart::{Axis, Chart, Series, Side, Style, COLORS};
 use cairn_chunk::survey::{self, Setting, Survey, SurveyOptions};
 use cairn_chunk::{parse_size, ChunkerParams, Compression, WalkOptions};
 use serde_json::{json, Value};
@@ -181,26 +180,10 @@ fn print_table(result: &Survey) {
     );
 }
 
-/// Text safe inside SVG elements and attribute values.
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-const COLORS: [&str; 6] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
-];
-
 /// A line chart: stored bytes (left axis, one line per compression) and
 /// estimated index bytes (right axis, dashed; it does not depend on the
 /// compression) against the average chunk size on a log scale.
 fn chart(settings: &[Setting]) -> String {
-    const W: f64 = 760.0;
-    const H: f64 = 440.0;
-    let (left, right, top, bottom) = (90.0, W - 100.0, 50.0, H - 110.0);
-
     let mut avgs: Vec<u32> = settings.iter().map(|s| s.params.avg).collect();
     avgs.sort_unstable();
     avgs.dedup();
@@ -210,112 +193,34 @@ fn chart(settings: &[Setting]) -> String {
             compressions.push(s.compression);
         }
     }
-    let (lo, hi) = (
-        f64::from(avgs[0]).log2(),
-        f64::from(*avgs.last().unwrap_or(&avgs[0])).log2(),
+    let x = |avg: u32| f64::from(avg).log2();
+    let bytes = |v: f64| human_bytes(v as u64);
+    let mut c = Chart::new(
+        "cairn bench: stored and index bytes by chunk size",
+        "average chunk size (log scale)",
     );
-    let x = |avg: u32| -> f64 {
-        if hi > lo {
-            left + (f64::from(avg).log2() - lo) / (hi - lo) * (right - left)
-        } else {
-            (left + right) / 2.0
-        }
+    c.x_ticks = avgs.iter().map(|&a| (x(a), size_label(a))).collect();
+    c.left = Axis {
+        label: "stored bytes".into(),
+        format: bytes,
     };
-    let max_stored = settings
-        .iter()
-        .map(|s| s.stored_bytes)
-        .max()
-        .unwrap_or(0)
-        .max(1) as f64;
-    let max_index = settings
-        .iter()
-        .map(|s| s.index_bytes())
-        .max()
-        .unwrap_or(0)
-        .max(1) as f64;
-    let y_stored = |v: u64| bottom - v as f64 / max_stored * (bottom - top);
-    let y_index = |v: u64| bottom - v as f64 / max_index * (bottom - top);
-
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(svg, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-    let _ = writeln!(
-        svg,
-        r#"<text x="{}" y="24" text-anchor="middle" font-size="15">cairn bench: stored and index bytes by chunk size</text>"#,
-        W / 2.0
-    );
-    // Axes.
-    let _ = writeln!(
-        svg,
-        r##"<path d="M{left} {top} V{bottom} H{right} V{top}" fill="none" stroke="#333"/>"##
-    );
-    for i in 0..=4 {
-        let f = f64::from(i) / 4.0;
-        let y = bottom - f * (bottom - top);
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{left}" y1="{y:.1}" x2="{right}" y2="{y:.1}" stroke="#ddd"/>"##
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-            left - 6.0,
-            y + 4.0,
-            escape(&human_bytes((f * max_stored) as u64))
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="start">{}</text>"#,
-            right + 6.0,
-            y + 4.0,
-            escape(&human_bytes((f * max_index) as u64))
-        );
-    }
-    for &avg in &avgs {
-        let _ = writeln!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            x(avg),
-            bottom + 18.0,
-            size_label(avg)
-        );
-    }
-    let _ = writeln!(
-        svg,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">average chunk size (log scale)</text>"#,
-        (left + right) / 2.0,
-        bottom + 40.0
-    );
-    let mid = (top + bottom) / 2.0;
-    let _ = writeln!(
-        svg,
-        r#"<text x="20" y="{mid:.1}" text-anchor="middle" transform="rotate(-90 20 {mid:.1})">stored bytes</text>"#
-    );
-    let rx = W - 20.0;
-    let _ = writeln!(
-        svg,
-        r#"<text x="{rx}" y="{mid:.1}" text-anchor="middle" transform="rotate(90 {rx} {mid:.1})">estimated index bytes</text>"#
-    );
-
-    // Series and legend.
-    let mut legend: Vec<(String, &str, bool)> = Vec::new();
-    for (i, c) in compressions.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let mut pts: Vec<&Setting> = settings.iter().filter(|s| s.compression == *c).collect();
+    c.right = Some(Axis {
+        label: "estimated index bytes".into(),
+        format: bytes,
+    });
+    for (i, comp) in compressions.iter().enumerate() {
+        let mut pts: Vec<&Setting> = settings.iter().filter(|s| s.compression == *comp).collect();
         pts.sort_by_key(|s| s.params.avg);
-        let points: Vec<String> = pts
-            .iter()
-            .map(|s| format!("{:.1},{:.1}", x(s.params.avg), y_stored(s.stored_bytes)))
-            .collect();
-        let _ = writeln!(
-            svg,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
-            points.join(" ")
-        );
-        legend.push((format!("stored, {c}"), color, false));
+        c.series.push(Series {
+            label: format!("stored, {comp}"),
+            color: COLORS[i % COLORS.len()],
+            style: Style::Line,
+            side: Side::Left,
+            points: pts
+                .iter()
+                .map(|s| (x(s.params.avg), s.stored_bytes as f64))
+                .collect(),
+        });
     }
     let mut index_points: Vec<(u32, u64)> = settings
         .iter()
@@ -323,40 +228,17 @@ fn chart(settings: &[Setting]) -> String {
         .collect();
     index_points.sort_unstable();
     index_points.dedup_by_key(|p| p.0);
-    let points: Vec<String> = index_points
-        .iter()
-        .map(|&(avg, b)| format!("{:.1},{:.1}", x(avg), y_index(b)))
-        .collect();
-    let _ = writeln!(
-        svg,
-        r##"<polyline fill="none" stroke="#555" stroke-width="2" stroke-dasharray="6 4" points="{}"/>"##,
-        points.join(" ")
-    );
-    legend.push(("estimated index (right axis)".to_string(), "#555", true));
-    for (i, (label, color, dashed)) in legend.iter().enumerate() {
-        let y = bottom + 62.0 + 16.0 * (i / 2) as f64;
-        let lx = left + 290.0 * (i % 2) as f64;
-        let dash = if *dashed {
-            r#" stroke-dasharray="6 4""#
-        } else {
-            ""
-        };
-        let _ = writeln!(
-            svg,
-            r#"<line x1="{lx}" y1="{:.1}" x2="{}" y2="{:.1}" stroke="{color}" stroke-width="2"{dash}/>"#,
-            y - 4.0,
-            lx + 24.0,
-            y - 4.0
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text x="{}" y="{y:.1}">{}</text>"#,
-            lx + 30.0,
-            escape(label)
-        );
-    }
-    svg.push_str("</svg>\n");
-    svg
+    c.series.push(Series {
+        label: "estimated index (right axis)".into(),
+        color: "#555",
+        style: Style::Dashed,
+        side: Side::Right,
+        points: index_points
+            .iter()
+            .map(|&(a, b)| (x(a), b as f64))
+            .collect(),
+    });
+    c.render()
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub(crate) mod maintain;
 mod mount;
 mod restore;
 mod run;
+mod serve;
 mod stats;
 
 use anyhow::Result;
@@ -54,6 +55,7 @@ pub fn run(mut cli: Cli) -> Result<u8> {
         Command::Copy(a) => copy::copy(&cli, &out, a),
         Command::Run(a) => run::run(&cli, &out, a, profile.as_ref()),
         Command::Config { what } => run::config(&cli, &out, what),
+        Command::Serve(a) => serve::serve(&cli, &out, a),
         Command::Completions { shell } => docs::completions(*shell),
         Command::Man { dir } => docs::man(dir.as_deref()),
     }

@@ -220,8 +220,6 @@ pub fn stats(repo: &Repository, specs: &[String], filter: &crate::Filter) -> Res
     };
     let unique = exclusive(repo, &all, &chosen)?;
     let logical: u64 = chosen.iter().map(|&n| all[n].1.summary.total_bytes).sum();
-    let stored = data.stored + trees.stored;
-    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     let per_snapshot = chosen
         .iter()
         .zip(&unique)
@@ -237,9 +235,35 @@ pub fn stats(repo: &Repository, specs: &[String], filter: &crate::Filter) -> Res
             }
         })
         .collect();
-    Ok(StatsReport {
-        scope: if narrowed { "snapshots" } else { "repository" },
-        snapshots: chosen.len(),
+    let scope = if narrowed { "snapshots" } else { "repository" };
+    let mut r = report(scope, chosen.len(), logical, data, trees);
+    r.per_snapshot = per_snapshot;
+    Ok(r)
+}
+
+/// The whole repository's totals from the index and the snapshots'
+/// recorded sizes, reading no tree: cheap enough for a page that shows them
+/// on every request (`per_snapshot` stays empty; [`stats`] fills it).
+pub fn repository_totals(repo: &Repository, all: &[(Id, Snapshot)]) -> Result<StatsReport> {
+    use crate::format::pack::BlobKind;
+    let data = repo.index().totals(BlobKind::Data)?;
+    let trees = repo.index().totals(BlobKind::Tree)?;
+    let logical = all.iter().map(|(_, s)| s.summary.total_bytes).sum();
+    Ok(report("repository", all.len(), logical, data, trees))
+}
+
+fn report(
+    scope: &'static str,
+    snapshots: usize,
+    logical: u64,
+    data: Sizes,
+    trees: Sizes,
+) -> StatsReport {
+    let stored = data.stored + trees.stored;
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    StatsReport {
+        scope,
+        snapshots,
         logical_bytes: logical,
         unique_bytes: data.raw,
         stored_bytes: stored,
@@ -249,8 +273,8 @@ pub fn stats(repo: &Repository, specs: &[String], filter: &crate::Filter) -> Res
         dedup_ratio: ratio(logical, data.raw),
         compression_ratio: ratio(data.raw, data.stored),
         total_ratio: ratio(logical, stored),
-        per_snapshot,
-    })
+        per_snapshot: Vec::new(),
+    }
 }
 
 #[cfg(test)]

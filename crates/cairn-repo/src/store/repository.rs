@@ -285,16 +285,8 @@ impl Repository {
         let present = self.list(FileType::Snapshot)?;
         self.forget_cached_snapshots(&present);
         for id in present.into_keys() {
-            let parsed = match self.read_snapshot_bytes(&id) {
+            match self.read_snapshot(&id) {
                 Err(Error::Backend(BackendError::NotFound { .. })) => continue, // forgotten meanwhile
-                Err(e) => Err(e),
-                Ok(bytes) => self
-                    .codec
-                    .open(Domain::Snapshot, None, bytes)
-                    .map_err(|e| Error::corrupt("snapshot", id, e))
-                    .and_then(|plain| Snapshot::parse(&id, &plain)),
-            };
-            match parsed {
                 Ok(snap) => list.snapshots.push((id, snap)),
                 Err(Error::Corrupt { reason, .. }) => list.damaged.push(Damaged { id, reason }),
                 Err(e) => return Err(e),
@@ -330,6 +322,23 @@ impl Repository {
                 self.objects.remove(&key);
             }
         }
+    }
+
+    /// The ids of the snapshot objects present (unsorted, unread): with
+    /// [`Repository::read_snapshot`], lets a long-running reader keep its
+    /// list current by reading only the snapshots it has not seen.
+    pub fn snapshot_ids(&self) -> Result<Vec<Id>> {
+        Ok(self.list(FileType::Snapshot)?.into_keys().collect())
+    }
+
+    /// Read, verify and parse one snapshot object.
+    pub fn read_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        let bytes = self.read_snapshot_bytes(id)?;
+        let plain = self
+            .codec
+            .open(Domain::Snapshot, None, bytes)
+            .map_err(|e| Error::corrupt("snapshot", id, e))?;
+        Snapshot::parse(id, &plain)
     }
 
     /// Resolve `latest`, a full id or a unique prefix.
