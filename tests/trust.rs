@@ -304,7 +304,7 @@ fn a_damaged_snapshot_costs_only_itself() {
 
     let out = env.run(["--json", "snapshots"]);
     assert_exit(&out, 0, "snapshots with a damaged one");
-    assert_eq!(parse_json(&out).as_array().unwrap().len(), 1);
+    assert_eq!(parse_json(&out)["snapshots"].as_array().unwrap().len(), 1);
     assert!(stderr(&out).contains(&first[..8]), "{}", stderr(&out));
     env.restore(&second, &env.path("dst"), &[]);
     assert_trees_equal(&src, &env.path("dst"));
