@@ -67,12 +67,19 @@ impl World {
     /// `cairn --json --password-file PW ARGS...`
     fn run(&self, args: &[&str]) -> Output {
         let mut c = self.env.cmd();
-        c.arg("--json").arg("--password-file").arg(&self.pw).args(args);
+        c.arg("--json")
+            .arg("--password-file")
+            .arg(&self.pw)
+            .args(args);
         run_cmd(c)
     }
 
     fn valid(&self, args: &[&str], schema: &str) -> (Vec<Value>, Value) {
-        validate_stream(&self.run(args), schema, &format!("cairn --json {}", args.join(" ")))
+        validate_stream(
+            &self.run(args),
+            schema,
+            &format!("cairn --json {}", args.join(" ")),
+        )
     }
 }
 
@@ -115,7 +122,14 @@ fn every_command_matches_its_schema() {
 
     let dst = w.env.path("dst");
     let mut c = w.env.cmd();
-    c.args(["--json", "--repo", s(&dst), "--password-file", s(&w.pw), "init"]);
+    c.args([
+        "--json",
+        "--repo",
+        s(&dst),
+        "--password-file",
+        s(&w.pw),
+        "init",
+    ]);
     validate_stream(&run_cmd(c), "init", "init of the copy destination");
     let (status, copy) = w.valid(
         &["copy", "--to", s(&dst), "--to-password-file", s(&w.pw)],
@@ -154,9 +168,17 @@ fn errors_match_the_error_schema() {
     let v = validate_error(&w.run(&["ls", "deadbeef"]), 1, "ls of an unknown snapshot");
     assert!(v["error"].as_str().unwrap().contains("deadbeef"), "{v}");
     // Forgetting an unknown id fails too.
-    validate_error(&w.run(&["forget", "deadbeef"]), 1, "forget of an unknown id");
+    validate_error(
+        &w.run(&["forget", "deadbeef"]),
+        1,
+        "forget of an unknown id",
+    );
     // A command line clap rejects: its exit code 2, still JSON.
-    validate_error(&w.run(&["snapshots", "--no-such-flag"]), 2, "an unknown flag");
+    validate_error(
+        &w.run(&["snapshots", "--no-such-flag"]),
+        2,
+        "an unknown flag",
+    );
     // A wrong password: 12.
     fs::write(&w.pw, "not the password\n").unwrap();
     validate_error(&w.run(&["snapshots"]), 12, "a wrong password");

@@ -25,8 +25,7 @@ pub fn load(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("docs/schema")
         .join(format!("{name}.json"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -89,7 +88,10 @@ fn check(schema: &Value, v: &Value, at: &str, out: &mut Vec<String>) {
     }
     if let Some(Value::Array(allowed)) = s.get("enum") {
         if !allowed.contains(v) {
-            out.push(format!("{at}: {v} is not one of {}", Value::Array(allowed.clone())));
+            out.push(format!(
+                "{at}: {v} is not one of {}",
+                Value::Array(allowed.clone())
+            ));
         }
     }
     if let Value::Object(obj) = v {

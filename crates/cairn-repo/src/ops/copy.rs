@@ -89,7 +89,9 @@ pub fn copy_with(
     let mut pending = Vec::new();
     let walked = (|| -> Result<()> {
         for (id, snap) in snapshots {
-            copier.progress.working_on(&format!("snapshot {}", id.to_hex()));
+            copier
+                .progress
+                .working_on(&format!("snapshot {}", id.to_hex()));
             copier.progress.advance(1, 0);
             if have.contains(&(
                 snap.time.clone(),
