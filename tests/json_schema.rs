@@ -121,7 +121,8 @@ fn every_command_matches_its_schema() {
     w.valid(&["key", "list"], "key-list");
 
     let dst = w.env.path("dst");
-    let mut c = w.env.cmd();
+    let mut c = std::process::Command::new(cairn_bin());
+    w.env.isolate(&mut c);
     c.args([
         "--json",
         "--repo",
