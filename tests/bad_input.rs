@@ -504,7 +504,7 @@ fn file_changing_while_read_is_reported_and_snapshot_still_written() {
         "{err}"
     );
     assert_no_panic(&err, "backup of a changing file");
-    let v = parse_json(&out); // the summary, after any status lines
+    let v = parse_json(&out);
     assert!(v["snapshot_id"].is_string(), "snapshot still written: {v}");
     let target = env.path("out");
     env.restore("latest", &target, &["--verify"]);
