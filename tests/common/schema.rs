@@ -3,6 +3,10 @@
 //! and `additionalProperties` (a boolean or a schema). Anything else in a
 //! schema is an error here, so a schema cannot silently rely on a keyword
 //! this validator ignores (annotations like `description` are allowed).
+//!
+//! Not the `jsonschema` crate: 0.61 pulls in 182 crates with its default
+//! features (reqwest, tokio, rustls, ICU) and still 75 without them
+//! (fancy-regex, idna, num-bigint), for six keywords.
 
 use std::path::Path;
 
