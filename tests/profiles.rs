@@ -210,8 +210,18 @@ keep = { last = 1 }
 
     let out = s.cairn(&["--json", "run"]);
     assert_exit(&out, 1, "run with failing volumes");
-    // Hook output goes to stderr: stdout is only the summary.
-    assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
+    // Hook output goes to stderr: stdout is only JSON, the backups' status
+    // lines and then the summary.
+    let text = stdout(&out);
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let summaries = lines
+        .iter()
+        .filter(|l| l["message_type"] != "status")
+        .count();
+    assert_eq!(summaries, 1, "{text}");
     assert!(stderr(&out).contains("preparing alpha"));
     let doc = parse_json(&out);
     let status: BTreeMap<&str, &str> = doc["volumes"]

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod forge;
+pub mod schema;
 pub mod web;
 pub mod webdriver;
 

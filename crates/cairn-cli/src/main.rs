@@ -16,26 +16,50 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let json = cli.json;
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let code = exit_code(&e);
             if json {
-                let doc = serde_json::json!({
-                    "schema_version": output::SCHEMA_VERSION,
-                    "message_type": "error",
-                    "error": one_line(&e),
-                    "exit_code": code,
-                });
-                eprintln!("{doc}");
+                json_error(&one_line(&e), code);
             } else {
                 eprintln!("error: {}", one_line(&e));
             }
             ExitCode::from(code)
         }
     }
+}
+
+/// The error form of `--json` mode, on stderr (docs/schema/error.json).
+fn json_error(message: &str, code: u8) {
+    let doc = serde_json::json!({
+        "schema_version": output::SCHEMA_VERSION,
+        "message_type": "error",
+        "error": message,
+        "exit_code": code,
+    });
+    eprintln!("{doc}");
+}
+
+/// A command line clap rejects: its usual message and exit code 2, or with
+/// `--json` anywhere on it, the JSON error form. `--help` and `--version`
+/// print as usual.
+fn usage_error(e: clap::Error) -> ExitCode {
+    let json = std::env::args_os().skip(1).any(|a| a == "--json");
+    if !json || !e.use_stderr() {
+        e.exit();
+    }
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or("invalid arguments");
+    let message = first.strip_prefix("error: ").unwrap_or(first);
+    let code = u8::try_from(e.exit_code()).unwrap_or(2);
+    json_error(message, code);
+    ExitCode::from(code)
 }
 
 /// The error and its causes on one line, without repeating a cause that the

@@ -2,7 +2,7 @@
 //! and progress on stderr only when it is a terminal.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -83,13 +83,19 @@ impl Out {
         let show = !self.quiet && !self.json && std::io::stderr().is_terminal();
         Progress {
             bar: show.then(|| terminal_bar(total, what)),
-            status: self.json.then(|| Status {
-                command: what,
-                started: Instant::now(),
-                last: Mutex::new(Instant::now()),
-                current: Mutex::new(String::new()),
+            status: self.json.then(|| {
+                let started = Instant::now();
+                Status {
+                    command: what,
+                    started,
+                    // The first event prints a line at once.
+                    last: Mutex::new(started.checked_sub(STATUS_EVERY).unwrap_or(started)),
+                    current: Mutex::new(String::new()),
+                }
             }),
-            total,
+            bytes_total: AtomicU64::new(total.unwrap_or(0)),
+            bytes_total_known: AtomicBool::new(total.is_some()),
+            files_total: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             entries: AtomicU64::new(0),
         }
@@ -130,7 +136,12 @@ const STATUS_EVERY: Duration = Duration::from_millis(500);
 pub struct Progress {
     bar: Option<ProgressBar>,
     status: Option<Status>,
-    total: Option<u64>,
+    /// Bytes expected, once known (given at the start, or as the command
+    /// learns them).
+    bytes_total: AtomicU64,
+    bytes_total_known: AtomicBool,
+    /// Files or other items expected; 0 when unknown.
+    files_total: AtomicU64,
     bytes: AtomicU64,
     entries: AtomicU64,
 }
@@ -177,8 +188,12 @@ impl Progress {
         }
         let elapsed = st.started.elapsed().as_secs_f64();
         let done = self.bytes.load(Ordering::Relaxed);
-        let fraction = self
-            .total
+        let total = self
+            .bytes_total_known
+            .load(Ordering::Relaxed)
+            .then(|| self.bytes_total.load(Ordering::Relaxed));
+        let files_total = Some(self.files_total.load(Ordering::Relaxed)).filter(|&n| n > 0);
+        let fraction = total
             .filter(|&t| t > 0)
             .map(|t| (done as f64 / t as f64).min(1.0));
         let eta = fraction
@@ -191,8 +206,9 @@ impl Progress {
             "command": st.command,
             "elapsed_s": elapsed,
             "files_done": self.entries.load(Ordering::Relaxed),
+            "files_total": files_total,
             "bytes_done": done,
-            "bytes_total": self.total,
+            "bytes_total": total,
             "percent_done": fraction.map(|f| f * 100.0),
             "eta_s": eta,
             "current": current,
@@ -231,6 +247,30 @@ impl cairn_repo::ops::restore::RestoreProgress for Progress {
     }
     fn cancelled(&self) -> bool {
         crate::signals::interrupted()
+    }
+}
+
+/// check, prune and copy: items are packs or snapshots (`files_done` and
+/// `files_total` in the status lines).
+impl cairn_repo::ops::progress::WorkProgress for Progress {
+    fn expect(&self, items: u64, bytes: u64) {
+        self.files_total.fetch_add(items, Ordering::Relaxed);
+        if bytes > 0 {
+            self.bytes_total.fetch_add(bytes, Ordering::Relaxed);
+            self.bytes_total_known.store(true, Ordering::Relaxed);
+            if let Some(b) = &self.bar {
+                b.set_length(self.bytes_total.load(Ordering::Relaxed));
+            }
+        }
+    }
+    fn advance(&self, items: u64, bytes: u64) {
+        self.entries.fetch_add(items, Ordering::Relaxed);
+        self.add_bytes(bytes);
+    }
+    fn working_on(&self, what: &str) {
+        if let Some(st) = &self.status {
+            *st.current.lock().unwrap_or_else(|p| p.into_inner()) = what.to_string();
+        }
     }
 }
 

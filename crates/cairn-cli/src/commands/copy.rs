@@ -25,7 +25,10 @@ pub fn copy(cli: &Cli, out: &Out, args: &CopyArgs) -> Result<u8> {
         &keys,
     )?;
     let chosen = copy::select(&src, &args.snapshots, &args.filter.filter())?;
-    let r = copy::copy(&src, &dst, &chosen)?;
+    let progress = out.bar(None, "copy");
+    let r = copy::copy_with(&src, &dst, &chosen, &progress);
+    progress.finish();
+    let r = r?;
     if out.json {
         out.json(&json!({ "to": args.to, "report": r }))?;
         return Ok(0);

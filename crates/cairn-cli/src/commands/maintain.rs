@@ -1,8 +1,8 @@
 //! `cairn prune`, `cairn check` and `cairn repair index`.
 
 use anyhow::{bail, Result};
-use cairn_repo::ops::check::{check as run_check, CheckOptions};
-use cairn_repo::ops::prune::{prune as run_prune, PruneOptions, PruneReport};
+use cairn_repo::ops::check::{check_with as run_check, CheckOptions};
+use cairn_repo::ops::prune::{prune_with as run_prune, PruneOptions, PruneReport};
 use cairn_repo::ops::repair::{repair_index, repair_snapshots, RepairSnapshotsOptions};
 use cairn_repo::Repository;
 
@@ -36,7 +36,10 @@ pub fn prune(cli: &Cli, out: &Out, args: &PruneArgs) -> Result<u8> {
 
 /// Prune and print the report (shared with `forget --prune`).
 pub fn prune_and_report(repo: &Repository, out: &Out, opts: &PruneOptions) -> Result<u8> {
-    let r = run_prune(repo, opts)?;
+    let progress = out.bar(None, "prune");
+    let r = run_prune(repo, opts, &progress);
+    progress.finish();
+    let r = r?;
     if out.json {
         out.json(&serde_json::json!({ "dry_run": opts.dry_run, "report": r }))?;
     } else {
@@ -88,12 +91,16 @@ pub fn check(cli: &Cli, out: &Out, args: &CheckArgs) -> Result<u8> {
         (None, true) => 100.0,
         (None, false) => 0.0,
     };
+    let progress = out.bar(None, "check");
     let r = run_check(
         &repo,
         &CheckOptions {
             read_data_percent: read,
         },
-    )?;
+        &progress,
+    );
+    progress.finish();
+    let r = r?;
     for w in &r.warnings {
         eprintln!("warning: {w}");
     }

@@ -56,8 +56,8 @@ pub fn run(mut cli: Cli) -> Result<u8> {
         Command::Run(a) => run::run(&cli, &out, a, profile.as_ref()),
         Command::Config { what } => run::config(&cli, &out, what),
         Command::Serve(a) => serve::serve(&cli, &out, a),
-        Command::Completions { shell } => docs::completions(*shell),
-        Command::Man { dir } => docs::man(dir.as_deref()),
+        Command::Completions { shell } => docs::completions(&out, *shell),
+        Command::Man { dir } => docs::man(&out, dir.as_deref()),
     }
 }
 

@@ -21,5 +21,8 @@ pub fn mount(cli: &Cli, out: &Out, args: &MountArgs) -> Result<u8> {
     ));
     cairn_mount::serve(fs, mp)?;
     out.info("unmounted");
+    if out.json {
+        out.json(&serde_json::json!({ "mountpoint": mp, "unmounted": true }))?;
+    }
     Ok(0)
 }

@@ -481,7 +481,11 @@ fn turn_json(t: &Turn, dry_run: bool) -> Result<Value> {
 pub fn config(cli: &Cli, out: &Out, what: &ConfigCommand) -> Result<u8> {
     match what {
         ConfigCommand::Example => {
-            outln!("{}", profile::EXAMPLE.trim_end());
+            if out.json {
+                out.json(&json!({ "example": profile::EXAMPLE }))?;
+            } else {
+                outln!("{}", profile::EXAMPLE.trim_end());
+            }
             Ok(0)
         }
         ConfigCommand::Check { file } => {

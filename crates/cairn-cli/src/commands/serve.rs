@@ -27,8 +27,14 @@ pub fn serve(cli: &Cli, out: &Out, args: &ServeArgs) -> Result<u8> {
     };
     let server = Server::bind(repo, opts)?;
     let addr = server.local_addr()?;
-    // The URL goes to stdout (scripts read it), the rest to stderr.
-    println!("{}", server.url());
+    // The URL goes to stdout (scripts read it), the rest to stderr. With
+    // --json it is a summary line printed at start: the server then runs
+    // until stopped.
+    if out.json {
+        out.json(&serde_json::json!({ "url": server.url(), "address": addr.to_string() }))?;
+    } else {
+        println!("{}", server.url());
+    }
     std::io::stdout().flush()?;
     if !addr.ip().is_loopback() {
         eprintln!(

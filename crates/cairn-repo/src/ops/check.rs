@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::format::layout::FileType;
 use crate::format::pack::{split_pack, BlobEntry};
 use crate::format::tree::NodeKind;
+use crate::ops::progress::{NoProgress, WorkProgress};
 use crate::ops::walk::{walk_paths, Descend};
 use crate::store::index::Location;
 use crate::store::packs::decode_blob;
@@ -211,10 +212,33 @@ fn indexed(repo: &Repository) -> Result<Indexed> {
 
 /// Check the repository.
 pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
+    check_with(repo, opts, &NoProgress)
+}
+
+/// [`check`], reporting progress: one item per pack table compared, one
+/// per pack read (with its bytes), one per snapshot walked.
+pub fn check_with(
+    repo: &Repository,
+    opts: &CheckOptions,
+    progress: &dyn WorkProgress,
+) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     let index = indexed(repo)?;
     report.packs = index.pack_blobs.len() as u64;
     let stored = repo.list(FileType::Pack)?;
+    let salt = crate::random::random_id().prefix_u64();
+    let chosen: Vec<&Id> = index
+        .pack_blobs
+        .keys()
+        .filter(|pack| {
+            opts.read_data_percent >= 100.0
+                || ((pack.prefix_u64() ^ salt) % 10_000) as f64 * 0.01 < opts.read_data_percent
+        })
+        .collect();
+    progress.expect(
+        report.packs + chosen.len() as u64,
+        chosen.iter().filter_map(|p| stored.get(*p)).sum(),
+    );
     let doomed = plans::doomed_packs(&**repo.backend(), repo.codec())?;
     for pack in stored.keys().filter(|p| !index.pack_blobs.contains_key(p)) {
         report.warnings.push(Finding::UnindexedPack {
@@ -224,29 +248,32 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     }
     let mut bad: HashMap<Id, String> = HashMap::new();
     for (pack, entries) in &index.pack_blobs {
+        progress.working_on(&format!("pack {}", pack.to_hex()));
         let problem = match stored.get(pack) {
             None => Some("missing from the repository".to_string()),
             Some(&size) => table_problem(repo, pack, size, entries),
         };
         bad.extend(problem.map(|p| (*pack, p)));
+        progress.advance(1, 0);
     }
-    let salt = crate::random::random_id().prefix_u64();
-    for (pack, entries) in &index.pack_blobs {
-        let chosen = opts.read_data_percent >= 100.0
-            || ((pack.prefix_u64() ^ salt) % 10_000) as f64 * 0.01 < opts.read_data_percent;
-        if !chosen || bad.contains_key(pack) {
+    for pack in chosen {
+        let size = stored.get(pack).copied().unwrap_or(0);
+        if bad.contains_key(pack) {
+            progress.advance(1, size);
             continue;
         }
+        progress.working_on(&format!("pack {}", pack.to_hex()));
         report.packs_read += 1;
-        match read_pack(repo, pack, entries) {
+        match read_pack(repo, pack, &index.pack_blobs[pack]) {
             Ok(n) => report.blobs_read += n,
             Err(reason) => {
                 bad.insert(*pack, reason);
             }
         }
+        progress.advance(1, size);
     }
     report_damaged_objects(repo, &mut report)?;
-    walk_snapshots(repo, &index.blob_pack, &bad, &mut report)?;
+    walk_snapshots(repo, &index.blob_pack, &bad, &mut report, progress)?;
     Ok(report)
 }
 
@@ -357,6 +384,7 @@ fn walk_snapshots(
     blob_pack: &HashMap<Id, (Id, u32)>,
     bad: &HashMap<Id, String>,
     report: &mut CheckReport,
+    progress: &dyn WorkProgress,
 ) -> Result<()> {
     let mut deps = Dependents {
         bad,
@@ -364,8 +392,12 @@ fn walk_snapshots(
         damage: HashMap::new(),
     };
     let mut loaded: HashSet<Id> = HashSet::new();
-    for (snap_id, snap) in repo.snapshots()? {
+    let snapshots = repo.snapshots()?;
+    progress.expect(snapshots.len() as u64, 0);
+    for (snap_id, snap) in snapshots {
         report.snapshots += 1;
+        progress.working_on(&format!("snapshot {}", snap_id.to_hex()));
+        progress.advance(1, 0);
         let short = snap_id.short();
         if deps.needs(&short, "", &snap.tree) {
             continue;

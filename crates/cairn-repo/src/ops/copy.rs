@@ -19,6 +19,7 @@ use crate::format::pack::{BlobEntry, BlobKind};
 use crate::format::segment::Segment;
 use crate::format::tree::{Node, NodeKind};
 use crate::ops::backup::hostname;
+use crate::ops::progress::{NoProgress, WorkProgress};
 use crate::store::lock::BackupLock;
 use crate::store::packer::{Packer, Uploader};
 use crate::{Repository, Result, Snapshot};
@@ -47,6 +48,17 @@ pub fn copy(
     dst: &Repository,
     snapshots: &[(Id, Snapshot)],
 ) -> Result<CopyReport> {
+    copy_with(src, dst, snapshots, &NoProgress)
+}
+
+/// [`copy`], reporting progress: one item per snapshot, and the bytes of
+/// every blob sent (known once the trees that need it are walked).
+pub fn copy_with(
+    src: &Repository,
+    dst: &Repository,
+    snapshots: &[(Id, Snapshot)],
+    progress: &dyn WorkProgress,
+) -> Result<CopyReport> {
     let _lock = BackupLock::acquire(dst.backend().clone(), dst.codec().clone(), &hostname())?;
     dst.refresh_index()?;
     let mut report = CopyReport {
@@ -71,10 +83,16 @@ pub fn copy(
         claimed: HashSet::new(),
         queued: HashMap::new(),
         report: &mut report,
+        progress,
     };
+    progress.expect(snapshots.len() as u64, 0);
     let mut pending = Vec::new();
     let walked = (|| -> Result<()> {
         for (id, snap) in snapshots {
+            copier
+                .progress
+                .working_on(&format!("snapshot {}", id.to_hex()));
+            copier.progress.advance(1, 0);
             if have.contains(&(
                 snap.time.clone(),
                 snap.host.clone(),
@@ -124,6 +142,7 @@ struct Copier<'a> {
     /// Data blobs to send, by source pack (when not translating).
     queued: HashMap<Id, Vec<BlobEntry>>,
     report: &'a mut CopyReport,
+    progress: &'a dyn WorkProgress,
 }
 
 impl Copier<'_> {
@@ -198,13 +217,19 @@ impl Copier<'_> {
     fn sent(&mut self, len: usize) {
         self.report.blobs_sent += 1;
         self.report.bytes_sent += len as u64;
+        self.progress.expect(0, len as u64);
+        self.progress.advance(0, len as u64);
     }
 
     /// Read the queued chunks pack by pack and pack them for the destination.
     fn send_queued(&mut self) -> Result<()> {
         let queued = std::mem::take(&mut self.queued);
+        let raw = |entries: &[BlobEntry]| entries.iter().map(|e| u64::from(e.raw_len)).sum::<u64>();
+        self.progress
+            .expect(0, queued.values().map(|e| raw(e)).sum());
         let mut failed = None;
         for (pack, entries) in &queued {
+            self.progress.working_on(&format!("pack {}", pack.to_hex()));
             self.src.read_stored_blobs(pack, entries, |e, stored| {
                 let added = stored.and_then(|s| self.data.add(e.id, &s, e.compressed(), e.raw_len));
                 if let Err(err) = added {
@@ -215,7 +240,8 @@ impl Copier<'_> {
                 return Err(e);
             }
             self.report.blobs_sent += entries.len() as u64;
-            self.report.bytes_sent += entries.iter().map(|e| u64::from(e.raw_len)).sum::<u64>();
+            self.report.bytes_sent += raw(entries);
+            self.progress.advance(0, raw(entries));
         }
         Ok(())
     }

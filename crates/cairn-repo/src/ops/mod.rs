@@ -8,6 +8,7 @@ pub mod copy;
 pub mod diff;
 pub mod forget;
 pub mod fsmeta;
+pub mod progress;
 pub mod prune;
 pub mod repair;
 pub mod restore;

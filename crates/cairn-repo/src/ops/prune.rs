@@ -26,6 +26,7 @@ use crate::format::layout::{self, FileType};
 use crate::format::pack::{BlobEntry, BlobKind};
 use crate::format::plan::Plan;
 use crate::format::segment::{PackRecord, Segment};
+use crate::ops::progress::{NoProgress, WorkProgress};
 use crate::ops::walk::{referenced, Referenced};
 use crate::store::lock::live_runs;
 use crate::store::packer::{clean_spool, Uploader};
@@ -226,9 +227,19 @@ fn used_blobs(repo: &Repository) -> Result<Referenced> {
 /// Run a prune: carry out earlier plans that are no longer blocked, then
 /// plan (and if nothing blocks it, carry out) this one.
 pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
+    prune_with(repo, opts, &NoProgress)
+}
+
+/// [`prune`], reporting progress: one item per pack repacked (with the
+/// bytes of the blobs copied out of it) and one per pack deleted.
+pub fn prune_with(
+    repo: &Repository,
+    opts: &PruneOptions,
+    progress: &dyn WorkProgress,
+) -> Result<PruneReport> {
     let mut carried = PruneReport::default();
     if !opts.dry_run {
-        carry_out_plans(repo, &mut carried)?;
+        carry_out_plans(repo, &mut carried, progress)?;
         // A backup writes its spool files continuously; a day-old one is
         // from a backup that died.
         carried.spool_files_removed = clean_spool(&**repo.backend(), SPOOL_STALE);
@@ -243,7 +254,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     if opts.dry_run || plan.is_empty() {
         return Ok(report);
     }
-    execute(repo, plan, seg_ids, &mut report)?;
+    execute(repo, plan, seg_ids, &mut report, progress)?;
     repo.refresh_index()?;
     Ok(report)
 }
@@ -267,9 +278,10 @@ fn execute(
     plan: PrunePlan,
     seg_ids: Vec<Id>,
     report: &mut PruneReport,
+    progress: &dyn WorkProgress,
 ) -> Result<()> {
     let mut keep = plan.keep;
-    keep.extend(copy_blobs(repo, &plan.repack)?);
+    keep.extend(copy_blobs(repo, &plan.repack, progress)?);
     // Still lists the doomed packs: until the plan is carried out, a snapshot
     // written by a backup that started earlier may need them.
     repo.write_segment(Segment {
@@ -287,7 +299,7 @@ fn execute(
     // listed here reads the index after this point and sees the plan.
     let wait = plans::write_wait(&**repo.backend(), repo.codec(), &plan_id)?;
     if wait.runs.is_empty() {
-        carry_out(repo, &plan_id, &stored_plan, report)
+        carry_out(repo, &plan_id, &stored_plan, report, progress)
     } else {
         report.packs_deferred += stored_plan.packs.len() as u64;
         report.blocking_backups += wait.runs.len() as u64;
@@ -296,16 +308,23 @@ fn execute(
 }
 
 /// Copy the listed blobs into new packs (verified on the way).
-fn copy_blobs(repo: &Repository, packs: &[PackRecord]) -> Result<Vec<PackRecord>> {
+fn copy_blobs(
+    repo: &Repository,
+    packs: &[PackRecord],
+    progress: &dyn WorkProgress,
+) -> Result<Vec<PackRecord>> {
     if packs.is_empty() {
         return Ok(Vec::new());
     }
+    let bytes = |p: &PackRecord| p.entries.iter().map(|e| u64::from(e.raw_len)).sum::<u64>();
+    progress.expect(packs.len() as u64, packs.iter().map(bytes).sum());
     let uploader = Uploader::start(repo.backend().clone(), repo.codec().clone(), false);
     let target = repo.config().pack_size as usize;
     let result = (|| -> Result<()> {
         let data = uploader.packer(BlobKind::Data, target);
         let trees = uploader.packer(BlobKind::Tree, target);
         for pack in packs {
+            progress.working_on(&format!("pack {}", pack.pack.to_hex()));
             let mut failed = None;
             repo.read_stored_blobs(&pack.pack, &pack.entries, |e, stored| {
                 let packer = if e.kind == BlobKind::Tree {
@@ -321,6 +340,7 @@ fn copy_blobs(repo: &Repository, packs: &[PackRecord]) -> Result<Vec<PackRecord>
             if let Some(e) = failed {
                 return Err(e);
             }
+            progress.advance(1, bytes(pack));
         }
         data.flush()?;
         trees.flush()
@@ -331,7 +351,11 @@ fn copy_blobs(repo: &Repository, packs: &[PackRecord]) -> Result<Vec<PackRecord>
 }
 
 /// Carry out every stored plan whose blocking backups have all finished.
-fn carry_out_plans(repo: &Repository, report: &mut PruneReport) -> Result<()> {
+fn carry_out_plans(
+    repo: &Repository,
+    report: &mut PruneReport,
+    progress: &dyn WorkProgress,
+) -> Result<()> {
     let backend = &**repo.backend();
     let live = live_runs(backend, repo.codec())?;
     for stored in plans::list(backend, repo.codec())? {
@@ -350,14 +374,20 @@ fn carry_out_plans(repo: &Repository, report: &mut PruneReport) -> Result<()> {
             report.blocking_backups += blocking;
             continue;
         }
-        carry_out(repo, &stored.id, &plan, report)?;
+        carry_out(repo, &stored.id, &plan, report, progress)?;
     }
     Ok(())
 }
 
 /// Delete a plan's packs, except those a snapshot written since needs:
 /// publish an index without them first, then delete them.
-fn carry_out(repo: &Repository, plan_id: &Id, plan: &Plan, report: &mut PruneReport) -> Result<()> {
+fn carry_out(
+    repo: &Repository,
+    plan_id: &Id,
+    plan: &Plan,
+    report: &mut PruneReport,
+    progress: &dyn WorkProgress,
+) -> Result<()> {
     let used = used_blobs(repo)?;
     let segments = repo.index_segments()?;
     let doomed: HashSet<Id> = plan.packs.iter().copied().collect();
@@ -398,8 +428,11 @@ fn carry_out(repo: &Repository, plan_id: &Id, plan: &Plan, report: &mut PruneRep
         supersedes: seg_ids.clone(),
         packs: remaining,
     })?;
+    progress.expect(delete.len() as u64, 0);
     for (pack, size) in &delete {
+        progress.working_on(&format!("pack {}", pack.to_hex()));
         repo.backend().delete(&layout::key(FileType::Pack, pack))?;
+        progress.advance(1, 0);
         report.packs_deleted += 1;
         report.bytes_freed += *size;
     }

@@ -264,8 +264,14 @@ impl Filler<'_> {
         locs: &[Location],
         wanted: &HashMap<Id, Vec<Target>>,
     ) {
+        if self.progress.cancelled() {
+            return; // the restore ends with Error::Interrupted
+        }
         let entries: Vec<_> = locs.iter().map(|l| l.entry).collect();
         self.repo.read_blobs(pack, &entries, |e, raw| {
+            if self.progress.cancelled() {
+                return;
+            }
             let targets = &wanted[&e.id];
             match raw {
                 Ok(raw) => {

@@ -119,7 +119,7 @@ pub trait RestoreProgress: Sync {
     /// A file (path relative to the target) is complete.
     fn file_done(&self, _path: &Path) {}
     /// Whether the user asked to stop: the restore then ends with
-    /// `Error::Interrupted` after the batch in hand.
+    /// `Error::Interrupted`, reading no further pack.
     fn cancelled(&self) -> bool {
         false
     }
@@ -237,6 +237,10 @@ pub fn restore(
     let walked = writer.run(Walk::new(repo, &filters, root.clone())?);
     writer.flush();
     walked?;
+    // A stop asked for during the last batch: its unread packs were skipped.
+    if progress.cancelled() {
+        return Err(Error::Interrupted);
+    }
     if opts.verify {
         verify(repo, &filters, root, &dest, &counters, &problems)?;
     }
