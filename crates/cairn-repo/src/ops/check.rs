@@ -215,7 +215,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     let index = indexed(repo)?;
     report.packs = index.pack_blobs.len() as u64;
     let stored = repo.list(FileType::Pack)?;
-    let doomed = plans::doomed_packs(&**repo.backend(), repo.codec())?;
+    let doomed = plans::doomed_packs(&**repo.backend(), repo.codec())?.packs;
     for pack in stored.keys().filter(|p| !index.pack_blobs.contains_key(p)) {
         report.warnings.push(Finding::UnindexedPack {
             pack: *pack,

@@ -19,7 +19,6 @@ use crate::format::pack::{BlobEntry, BlobKind};
 use crate::format::segment::Segment;
 use crate::format::tree::{Node, NodeKind};
 use crate::ops::backup::hostname;
-use crate::store::lock::BackupLock;
 use crate::store::packer::{Packer, Uploader};
 use crate::{Repository, Result, Snapshot};
 
@@ -47,8 +46,7 @@ pub fn copy(
     dst: &Repository,
     snapshots: &[(Id, Snapshot)],
 ) -> Result<CopyReport> {
-    let _lock = BackupLock::acquire(dst.backend().clone(), dst.codec().clone(), &hostname())?;
-    dst.refresh_index()?;
+    let _lock = dst.lock_for_backup(&hostname())?;
     let mut report = CopyReport {
         translated: !src.codec().same_chunking(dst.codec()),
         ..CopyReport::default()
