@@ -59,8 +59,22 @@ fn write_lock(
     let bytes = codec
         .seal(Domain::Lock, None, plain)
         .map_err(|e| Error::io("/dev/urandom", e))?;
-    backend.put(&key, &bytes)?;
+    put_or_clean_up(backend, &key, &bytes)?;
     Ok(key)
+}
+
+/// Put a small object of the prune protocol; if the put fails, delete
+/// whatever part of it may have been stored (best effort): a damaged lock
+/// counts as alive, and a damaged plan stops backups, until removed.
+pub(crate) fn put_or_clean_up(backend: &dyn Backend, key: &str, bytes: &[u8]) -> Result<()> {
+    match backend.put(key, bytes) {
+        Err(e @ BackendError::AlreadyExists { .. }) => Err(e.into()),
+        Err(e) => {
+            let _ = backend.delete(key);
+            Err(e.into())
+        }
+        Ok(()) => Ok(()),
+    }
 }
 
 impl BackupLock {
@@ -139,7 +153,13 @@ impl Drop for BackupLock {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let _ = self.backend.delete(&key);
+        // A lock left behind delays plans (and blocks prunes, for a prune's
+        // lock) until it is stale: try more than once.
+        for _ in 0..3 {
+            if self.backend.delete(&key).is_ok() {
+                break;
+            }
+        }
     }
 }
 
@@ -147,7 +167,9 @@ impl Drop for BackupLock {
 const PRUNE_RUN: &str = "prune-";
 
 /// A held prune lock; released (deleted) on drop.
-pub struct PruneLock(BackupLock);
+pub struct PruneLock {
+    _held: BackupLock,
+}
 
 impl PruneLock {
     /// Write a prune lock, then refuse ([`Error::PruneLocked`], releasing
@@ -165,7 +187,7 @@ impl PruneLock {
                 key: l.key,
                 holder: l.holder,
             }),
-            None => Ok(PruneLock(lock)),
+            None => Ok(PruneLock { _held: lock }),
         }
     }
 }
@@ -249,6 +271,29 @@ mod tests {
         assert!(live_runs(&*backend, &codec).unwrap().contains(lock.run()));
         drop(lock);
         assert!(live_runs(&*backend, &codec).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_second_prune_is_refused_and_backups_never_wait_for_prunes() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
+        let codec = Arc::new(Codec::Plain);
+        let first = PruneLock::acquire(backend.clone(), codec.clone(), "h").unwrap();
+        let second = PruneLock::acquire(backend.clone(), codec.clone(), "h");
+        assert!(matches!(second, Err(Error::PruneLocked { .. })));
+        assert!(live_runs(&*backend, &codec).unwrap().is_empty());
+        drop(first);
+        assert!(backend.list(layout::LOCKS).unwrap().is_empty(), "released");
+        PruneLock::acquire(backend.clone(), codec, "h").unwrap();
+    }
+
+    #[test]
+    fn a_lock_that_cannot_be_decoded_counts_as_alive() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::new(dir.path());
+        backend.put("locks/0123456789abcdef-00000000", b"{torn").unwrap();
+        let live = live_runs(&backend, &Codec::Plain).unwrap();
+        assert!(live.contains("0123456789abcdef"), "{live:?}");
     }
 
     #[test]

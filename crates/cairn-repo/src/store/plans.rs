@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use cairn_chunk::Id;
 
-use super::lock::live_runs;
+use super::lock::{live_runs, put_or_clean_up};
 use crate::format::crypto::{Codec, Domain};
 use crate::format::layout::{self, FileType};
 use crate::format::plan::{Plan, Wait};
@@ -82,7 +82,7 @@ pub fn write(backend: &dyn Backend, codec: &Codec, plan: &Plan) -> Result<Id> {
         .seal(Domain::Plan, None, plain)
         .map_err(|e| Error::io("/dev/urandom", e))?;
     let id = Id::of(&bytes);
-    backend.put(&layout::key(FileType::Plan, &id), &bytes)?;
+    put_or_clean_up(backend, &layout::key(FileType::Plan, &id), &bytes)?;
     Ok(id)
 }
 
