@@ -24,11 +24,11 @@
 //!   older snapshots too: when a backup stores again blobs whose only copy
 //!   a prune plan dooms, the index may locate them in the new (bad) pack
 //!   rather than the old one; and carrying out a plan counts blobs in a
-//!   lost or torn pack as available elsewhere, so it deletes their only
-//!   good copy (the doomed original, or the pack a repack copied from).
-//!   `check` meanwhile may only warn that the bad pack is "needed by no
-//!   snapshot" and that prune will drop it from the index, which prune
-//!   does not do (`repair index` does). A lost snapshot cannot even be
+//!   torn pack as available elsewhere, so it deletes their only good copy
+//!   (the doomed original, or the pack a repack copied from); a lost pack
+//!   no longer counts. `check` meanwhile may only warn that the bad pack is
+//!   "needed by no snapshot"; prune drops a lost one that holds nothing in
+//!   use from the index, and `repair index` drops any. A lost snapshot cannot even be
 //!   detected: nothing refers to it. What cairn does promise: `check` never
 //!   reports a clean repository while a snapshot in it is not restorable; a
 //!   lie about a segment, snapshot, lock or plan during a backup never hurts

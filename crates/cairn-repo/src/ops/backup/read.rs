@@ -136,18 +136,17 @@ impl Ctx<'_> {
     /// Whether a blob is stored in a pack no plan dooms, or claimed by this
     /// backup (then it is in the index, or this backup stores it).
     fn available(&self, id: &Id) -> bool {
-        let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
-        if claimed.contains(id) {
+        let claimed = || self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+        if claimed().contains(id) {
             return true;
         }
         match self.repo.index().contains(id) {
             Ok(true) => {
-                claimed.insert(*id);
+                claimed().insert(*id);
                 true
             }
             Ok(false) => false,
             Err(e) => {
-                drop(claimed);
                 self.fail(e);
                 false
             }
