@@ -351,7 +351,10 @@ fn a_second_prune_is_refused_while_one_runs_and_changes_nothing() {
     assert_exit(&out, 1, "prune while another runs");
     let err = assert_one_line_error(&out, "prune while another runs");
     assert!(err.contains("another prune is running"), "{err}");
-    assert!(err.contains("locks/prune-0123456789abcdef-00000000"), "{err}");
+    assert!(
+        err.contains("locks/prune-0123456789abcdef-00000000"),
+        "{err}"
+    );
     assert_eq!(packs(&env.repo), before, "nothing deleted");
     // Once that prune is gone, prune works.
     fs::remove_file(env.repo.join("locks/prune-0123456789abcdef-00000000")).unwrap();

@@ -337,9 +337,7 @@ fn strict() -> bool {
 /// A prune refused because another prune holds the prune lock: expected
 /// when two prunes run at once, a failure otherwise.
 fn refused_by_other_prune(e: &Ended) -> bool {
-    e.kind != Kind::Backup
-        && e.code == Some(1)
-        && e.stderr.contains("another prune is running")
+    e.kind != Kind::Backup && e.code == Some(1) && e.stderr.contains("another prune is running")
 }
 
 struct Torture {

@@ -291,7 +291,9 @@ mod tests {
     fn a_lock_that_cannot_be_decoded_counts_as_alive() {
         let dir = tempfile::tempdir().unwrap();
         let backend = LocalBackend::new(dir.path());
-        backend.put("locks/0123456789abcdef-00000000", b"{torn").unwrap();
+        backend
+            .put("locks/0123456789abcdef-00000000", b"{torn")
+            .unwrap();
         let live = live_runs(&backend, &Codec::Plain).unwrap();
         assert!(live.contains("0123456789abcdef"), "{live:?}");
     }
