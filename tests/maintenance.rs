@@ -332,3 +332,32 @@ fn forget_with_prune_frees_the_space_in_one_command() {
     env.restore("latest", &out, &["--verify"]);
     assert_trees_equal(&src, &out);
 }
+
+/// Two prunes at once could each publish an index listing packs the other
+/// deleted: the second is refused (plaintext repository: the lock is
+/// written by hand).
+#[test]
+fn a_second_prune_is_refused_while_one_runs_and_changes_nothing() {
+    let env = Env::new();
+    env.ok(["init", "--insecure-no-encryption"]);
+    let src = env.path("src");
+    write(&src.join("old.bin"), random_bytes(3, 1 << 20));
+    let first = id_of(&env.backup(&src, &[]));
+    drop_snapshot(&env, &first);
+    let before = packs(&env.repo);
+    // Another prune's lock, fresh.
+    write_lock(&env, "prune-0123456789abcdef", &chrono_now());
+    let out = env.run(["prune"]);
+    assert_exit(&out, 1, "prune while another runs");
+    let err = assert_one_line_error(&out, "prune while another runs");
+    assert!(err.contains("another prune is running"), "{err}");
+    assert!(
+        err.contains("locks/prune-0123456789abcdef-00000000"),
+        "{err}"
+    );
+    assert_eq!(packs(&env.repo), before, "nothing deleted");
+    // Once that prune is gone, prune works.
+    fs::remove_file(env.repo.join("locks/prune-0123456789abcdef-00000000")).unwrap();
+    env.ok(["prune"]);
+    assert!(packs(&env.repo).len() < before.len());
+}

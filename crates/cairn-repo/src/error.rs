@@ -161,6 +161,15 @@ pub enum Error {
     /// A source path that walks to nothing (excluded, or vanished).
     #[error("{0}: nothing to back up")]
     NothingToBackUp(PathBuf),
+    /// Another prune holds the repository's prune lock: two prunes at once
+    /// could each delete what the other's index still lists.
+    #[error("another prune is running ({holder}; lock {key}); nothing was changed. Try again when it has finished; a lock not refreshed for 30 minutes is ignored")]
+    PruneLocked {
+        /// The other prune's lock object.
+        key: String,
+        /// Who holds it: host, pid and time, or why the lock cannot be read.
+        holder: String,
+    },
     /// The user asked to stop (Ctrl-C, SIGTERM); nothing was committed.
     #[error("interrupted; nothing was saved")]
     Interrupted,

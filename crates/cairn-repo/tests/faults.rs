@@ -24,11 +24,11 @@
 //!   older snapshots too: when a backup stores again blobs whose only copy
 //!   a prune plan dooms, the index may locate them in the new (bad) pack
 //!   rather than the old one; and carrying out a plan counts blobs in a
-//!   lost or torn pack as available elsewhere, so it deletes their only
-//!   good copy (the doomed original, or the pack a repack copied from).
-//!   `check` meanwhile may only warn that the bad pack is "needed by no
-//!   snapshot" and that prune will drop it from the index, which prune
-//!   does not do (`repair index` does). A lost snapshot cannot even be
+//!   torn pack as available elsewhere, so it deletes their only good copy
+//!   (the doomed original, or the pack a repack copied from); a lost pack
+//!   no longer counts. `check` meanwhile may only warn that the bad pack is
+//!   "needed by no snapshot"; prune drops a lost one that holds nothing in
+//!   use from the index, and `repair index` drops any. A lost snapshot cannot even be
 //!   detected: nothing refers to it. What cairn does promise: `check` never
 //!   reports a clean repository while a snapshot in it is not restorable; a
 //!   lie about a segment, snapshot, lock or plan during a backup never hurts
@@ -648,12 +648,6 @@ fn known_defect(case: &Case) -> Option<&'static str> {
         (Stage::RepairIndex, Op::Get, "packs/", Fault::Fail(_) | Fault::FlipBit) => {
             Some("a_read_error_during_repair_index_leaves_the_index_whole")
         }
-        (Stage::Prune, Op::Get, "index/", Fault::FlipBit) => {
-            Some("a_segment_read_error_during_prune_never_loses_data")
-        }
-        (Stage::Prune, Op::Delete, "packs/" | "index/", Fault::Fail(_)) => {
-            Some("an_interrupted_prune_never_leaves_the_cache_pointing_at_deleted_packs")
-        }
         _ => None,
     }
 }
@@ -662,13 +656,7 @@ fn known_defect(case: &Case) -> Option<&'static str> {
 /// also those that hit only at some positions (the first, middle and last
 /// that the default run uses miss them).
 fn suspected_defect(case: &Case) -> &'static str {
-    match (case.stage, case.op, case.prefix, &case.fault) {
-        (Stage::Prune, Op::Get, "packs/", Fault::Fail(_) | Fault::FlipBit) => {
-            "a_read_error_while_carrying_out_a_plan_never_deletes_a_needed_pack, \
-             if the read was of a doomed pack's table"
-        }
-        _ => known_defect(case).unwrap_or("new"),
-    }
+    known_defect(case).unwrap_or("new")
 }
 
 fn run_all(stage: Stage) {

@@ -8,13 +8,6 @@
 //! `CAIRN_PROPTEST_CASES=2000 cargo test -p cairn-repo --test state_machine`
 //! for a long run; the default count keeps it well under 30 s.
 //!
-//! One open defect (`a_prune_never_reads_the_packs_it_just_deleted` in
-//! `open_defects.rs`) makes a prune fail after carrying out a plan; it
-//! loses nothing, so such a failure is tolerated (and everything is still
-//! restored after that step) unless `CAIRN_PROPTEST_STRICT=1`, which lets
-//! proptest find and shrink it: backup, another backup starts elsewhere,
-//! forget, prune, backup, the other backup ends, prune. Retire the
-//! tolerance when it is fixed.
 
 mod support;
 
@@ -188,22 +181,7 @@ impl World {
                     max_unused_percent: *max_unused,
                     dry_run: false,
                 };
-                // Each attempt that fails by the known defect has carried
-                // out at least one plan; a new process goes on from there.
-                let mut attempts = 0;
-                loop {
-                    match prune(&self.repo, &opts) {
-                        Err(e) if known_prune_failure(&e) && attempts < 5 => {
-                            attempts += 1;
-                            self.repo = Repository::open(self.backend.clone(), Some(&self.cache))
-                                .map_err(|e| err("open", e))?;
-                        }
-                        other => {
-                            other.map_err(|e| err("prune", e))?;
-                            break;
-                        }
-                    }
-                }
+                prune(&self.repo, &opts).map_err(|e| err("prune", e))?;
             }
             Step::LockElsewhere => self.locks.push(fake_running_backup(&*self.backend)),
             Step::UnlockElsewhere => {
@@ -255,13 +233,6 @@ impl World {
             Err(format!("check: {:?} {:?}", report.errors, report.damaged))
         }
     }
-}
-
-/// A prune failing by the open defect described at the top.
-fn known_prune_failure(e: &cairn_repo::Error) -> bool {
-    std::env::var("CAIRN_PROPTEST_STRICT").as_deref() != Ok("1")
-        && e.is_not_found()
-        && e.to_string().contains("/packs/")
 }
 
 fn restored_equals(repo: &Repository, id: &Id, tree: &Tree, scratch: &Path) -> Result<(), String> {

@@ -124,6 +124,7 @@ fn backup_into(cli: &Cli, out: &Out, args: &BackupArgs, volume: &str) -> Result<
         tags: args.tags.clone(),
         paths,
         parent: None,
+        latest_parent: false,
         walk: WalkOptions {
             one_file_system: args.one_file_system,
             excludes,
@@ -151,21 +152,24 @@ pub(crate) fn run_engine(
     mut opts: BackupOptions,
     parent: Option<&str>,
 ) -> Result<BackupOutcome> {
-    opts.parent = match parent {
-        Some(spec) => Some(repo.find_snapshot(spec, &cairn_repo::Filter::default())?),
-        None => engine::find_parent(repo, &opts)?,
-    };
-    if out.verbose > 0 {
-        match &opts.parent {
-            Some((id, _)) => eprintln!("using parent snapshot {}", id.short()),
-            None => eprintln!("no parent snapshot: reading every file"),
-        }
+    // Without --parent the engine chooses the latest snapshot itself, after
+    // its lock is written (docs/FORMAT.md section 11).
+    match parent {
+        Some(spec) => opts.parent = Some(repo.find_snapshot(spec, &cairn_repo::Filter::default())?),
+        None => opts.latest_parent = true,
     }
     crate::signals::install();
     let progress = out.bar(None, "backup");
     let result = engine::backup(repo, &opts, &progress);
     progress.finish();
-    Ok(result?)
+    let outcome = result?;
+    if out.verbose > 0 {
+        match &outcome.snapshot.parent {
+            Some(id) => eprintln!("used parent snapshot {}", id.short()),
+            None => eprintln!("no parent snapshot: read every file"),
+        }
+    }
+    Ok(outcome)
 }
 
 /// 0, or 3 when some files could not be read consistently.

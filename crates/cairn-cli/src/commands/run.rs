@@ -191,6 +191,7 @@ fn backup_volume(
         host: host.to_string(),
         tags: volume.tags.clone(),
         parent: None,
+        latest_parent: false,
         walk: WalkOptions {
             one_file_system: volume.one_file_system,
             excludes: volume.exclude.clone(),

@@ -239,7 +239,7 @@ pub fn check_with(
         report.packs + chosen.len() as u64,
         chosen.iter().filter_map(|p| stored.get(*p)).sum(),
     );
-    let doomed = plans::doomed_packs(&**repo.backend(), repo.codec())?;
+    let doomed = plans::doomed_packs(&**repo.backend(), repo.codec())?.packs;
     for pack in stored.keys().filter(|p| !index.pack_blobs.contains_key(p)) {
         report.warnings.push(Finding::UnindexedPack {
             pack: *pack,

@@ -20,7 +20,6 @@ use crate::format::segment::Segment;
 use crate::format::tree::{Node, NodeKind};
 use crate::ops::backup::hostname;
 use crate::ops::progress::{NoProgress, WorkProgress};
-use crate::store::lock::BackupLock;
 use crate::store::packer::{Packer, Uploader};
 use crate::{Repository, Result, Snapshot};
 
@@ -59,8 +58,7 @@ pub fn copy_with(
     snapshots: &[(Id, Snapshot)],
     progress: &dyn WorkProgress,
 ) -> Result<CopyReport> {
-    let _lock = BackupLock::acquire(dst.backend().clone(), dst.codec().clone(), &hostname())?;
-    dst.refresh_index()?;
+    let _lock = dst.lock_for_backup(&hostname())?;
     let mut report = CopyReport {
         translated: !src.codec().same_chunking(dst.codec()),
         ..CopyReport::default()

@@ -16,6 +16,10 @@
 //! 5. carry out a plan (now, or in a later prune) only when none of its
 //!    backups is alive any more: keep any doomed pack that a snapshot written
 //!    meanwhile needs, publish an index without the others, then delete them.
+//!
+//! Only one prune runs at a time ([`PruneLock`]). Whatever cannot be read
+//! (a segment, a plan, a lock, a doomed pack's table) makes the prune keep
+//! data or fail, never delete.
 
 use std::collections::{HashMap, HashSet};
 
@@ -28,7 +32,7 @@ use crate::format::plan::Plan;
 use crate::format::segment::{PackRecord, Segment};
 use crate::ops::progress::{NoProgress, WorkProgress};
 use crate::ops::walk::{referenced, Referenced};
-use crate::store::lock::live_runs;
+use crate::store::lock::{live_runs, PruneLock};
 use crate::store::packer::{clean_spool, Uploader};
 use crate::store::plans;
 use crate::{Error, Repository, Result};
@@ -73,6 +77,10 @@ pub struct PruneReport {
     pub spool_files_removed: u64,
     /// Damaged prune plans removed (their packs are judged again).
     pub damaged_plans_removed: u64,
+    /// Indexed packs that are not stored and hold nothing in use (deleted
+    /// by an interrupted or concurrent older prune): dropped from the
+    /// index, so that no backup deduplicates against them.
+    pub packs_missing_dropped: u64,
 }
 
 /// Spool files older than this belong to backups that died.
@@ -98,7 +106,9 @@ impl PrunePlan {
     /// kept; one with some used blobs is repacked (its used blobs copied,
     /// the pack doomed); one with none, or stored but in no index, is doomed.
     /// Mostly used packs are judged first, so a blob stored twice is kept
-    /// where it costs nothing.
+    /// where it costs nothing. An indexed pack that is not stored never
+    /// counts as a copy of anything: its record is dropped if nothing in it
+    /// is used, else kept as it is (the damage stays visible to `check`).
     pub fn compute(
         indexed: Vec<PackRecord>,
         stored: &HashSet<Id>,
@@ -111,8 +121,15 @@ impl PrunePlan {
         let mut records = indexed;
         records.sort_by_key(|p| std::cmp::Reverse(used_share(p, used)));
         for pack in records {
-            if seen.insert(pack.pack) {
+            if !seen.insert(pack.pack) {
+                continue;
+            }
+            if stored.contains(&pack.pack) {
                 plan.judge(pack, used, &mut kept_blobs, max_unused_percent);
+            } else if pack.entries.iter().any(|e| used.contains(&e.id)) {
+                plan.keep.push(pack);
+            } else {
+                plan.report.packs_missing_dropped += 1;
             }
         }
         // Packs no segment lists: left by a crashed backup, or being written
@@ -196,17 +213,16 @@ fn used_share(p: &PackRecord, used: &Referenced) -> u64 {
 
 /// Refuse to go on while some snapshot or index segment is damaged: the
 /// data a damaged snapshot references, or the packs only a damaged segment
-/// lists, would look unused and be deleted.
+/// lists, would look unused and be deleted. The snapshots are listed
+/// first, then the index is refreshed: a snapshot written meanwhile has
+/// its segment written before it, so every listed snapshot's blobs are
+/// in the index.
 pub fn require_undamaged(repo: &Repository) -> Result<Vec<(Id, crate::Snapshot)>> {
-    if let Some(d) = repo.damaged_segments().into_iter().next() {
-        return Err(Error::Damaged {
-            what: "index segment",
-            id: d.id,
-            reason: d.reason,
-            advice: "run `cairn repair index` first",
-        });
-    }
     let list = repo.snapshot_list()?;
+    repo.refresh_index()?;
+    if let Some(d) = repo.damaged_segments().into_iter().next() {
+        return Err(damaged_segment(d));
+    }
     if let Some(d) = list.damaged.into_iter().next() {
         return Err(Error::Damaged {
             what: "snapshot",
@@ -216,6 +232,25 @@ pub fn require_undamaged(repo: &Repository) -> Result<Vec<(Id, crate::Snapshot)>
         });
     }
     Ok(list.snapshots)
+}
+
+fn damaged_segment(d: crate::store::repository::Damaged) -> Error {
+    Error::Damaged {
+        what: "index segment",
+        id: d.id,
+        reason: d.reason,
+        advice: "run `cairn repair index` first",
+    }
+}
+
+/// The index segments, failing on a damaged one: what it supersedes would
+/// count again.
+fn undamaged_segments(repo: &Repository) -> Result<crate::store::repository::IndexSegments> {
+    let segments = repo.index_segments()?;
+    match segments.damaged.first() {
+        Some(d) => Err(damaged_segment(d.clone())),
+        None => Ok(segments),
+    }
 }
 
 /// Every blob some snapshot references; fails on damage.
@@ -238,6 +273,14 @@ pub fn prune_with(
     progress: &dyn WorkProgress,
 ) -> Result<PruneReport> {
     let mut carried = PruneReport::default();
+    let _lock = match opts.dry_run {
+        true => None,
+        false => Some(PruneLock::acquire(
+            repo.backend().clone(),
+            repo.codec().clone(),
+            &crate::ops::backup::hostname(),
+        )?),
+    };
     if !opts.dry_run {
         carry_out_plans(repo, &mut carried, progress)?;
         // A backup writes its spool files continuously; a day-old one is
@@ -245,7 +288,7 @@ pub fn prune_with(
         carried.spool_files_removed = clean_spool(&**repo.backend(), SPOOL_STALE);
     }
     let used = used_blobs(repo)?;
-    let segments = repo.index_segments()?.effective;
+    let segments = undamaged_segments(repo)?.effective;
     let seg_ids: Vec<Id> = segments.iter().map(|(id, _)| *id).collect();
     let indexed = segments.into_iter().flat_map(|(_, s)| s.packs).collect();
     let stored: HashSet<Id> = repo.list(FileType::Pack)?.into_keys().collect();
@@ -268,6 +311,7 @@ fn merge(mut planned: PruneReport, carried: PruneReport) -> PruneReport {
     planned.packs_resurrected += carried.packs_resurrected;
     planned.spool_files_removed += carried.spool_files_removed;
     planned.damaged_plans_removed += carried.damaged_plans_removed;
+    planned.packs_missing_dropped += carried.packs_missing_dropped;
     planned
 }
 
@@ -380,7 +424,9 @@ fn carry_out_plans(
 }
 
 /// Delete a plan's packs, except those a snapshot written since needs:
-/// publish an index without them first, then delete them.
+/// publish an index without them first, then delete them. A doomed pack
+/// whose table fails verification is kept (`check` reports it); any other
+/// read error fails the prune, and the plan is carried out next time.
 fn carry_out(
     repo: &Repository,
     plan_id: &Id,
@@ -389,27 +435,30 @@ fn carry_out(
     progress: &dyn WorkProgress,
 ) -> Result<()> {
     let used = used_blobs(repo)?;
-    let segments = repo.index_segments()?;
+    let segments = undamaged_segments(repo)?;
     let doomed: HashSet<Id> = plan.packs.iter().copied().collect();
-    // Blobs that stay available outside the doomed packs.
+    let stored = repo.list(FileType::Pack)?;
+    // Blobs that stay available outside the doomed packs (in packs that
+    // are really there).
     let available: HashSet<Id> = segments
         .effective
         .iter()
         .flat_map(|(_, s)| s.packs.iter())
-        .filter(|p| !doomed.contains(&p.pack))
+        .filter(|p| !doomed.contains(&p.pack) && stored.contains_key(&p.pack))
         .flat_map(|p| p.entries.iter().map(|e| e.id))
         .collect();
-    let stored = repo.list(FileType::Pack)?;
     let mut delete: HashMap<Id, u64> = HashMap::new();
     for pack in &plan.packs {
         let Some(&size) = stored.get(pack) else {
-            continue;
+            continue; // gone already (an earlier attempt deleted it)
         };
         let needed = match repo.read_pack_table(pack, size) {
             Ok(entries) => entries
                 .iter()
                 .any(|e| used.contains(&e.id) && !available.contains(&e.id)),
-            Err(_) => false, // unreadable: nothing can use it
+            // What it holds is unknown this time: keep it.
+            Err(Error::Corrupt { .. }) => true,
+            Err(e) => return Err(e),
         };
         if needed {
             report.packs_resurrected += 1;
@@ -418,11 +467,16 @@ fn carry_out(
         }
     }
     let seg_ids: Vec<Id> = segments.effective.iter().map(|(id, _)| *id).collect();
+    // Doomed packs that are gone leave the index too: no backup may
+    // deduplicate against them once the plan no longer marks them.
     let remaining: Vec<PackRecord> = segments
         .effective
         .into_iter()
         .flat_map(|(_, s)| s.packs)
-        .filter(|p| !delete.contains_key(&p.pack))
+        .filter(|p| {
+            !delete.contains_key(&p.pack)
+                && (stored.contains_key(&p.pack) || !doomed.contains(&p.pack))
+        })
         .collect();
     repo.write_segment(Segment {
         supersedes: seg_ids.clone(),

@@ -13,7 +13,6 @@ use crate::format::pack::BlobKind;
 use crate::format::segment::{PackRecord, Segment};
 use crate::format::tree::{NodeKind, Tree};
 use crate::ops::backup::hostname;
-use crate::store::lock::BackupLock;
 use crate::store::packer::{Packer, Uploader};
 use crate::{Repository, Result};
 
@@ -107,9 +106,7 @@ pub fn repair_snapshots(
     let _lock = if opts.dry_run {
         None
     } else {
-        let lock = BackupLock::acquire(repo.backend().clone(), repo.codec().clone(), &hostname())?;
-        repo.refresh_index()?;
-        Some(lock)
+        Some(repo.lock_for_backup(&hostname())?)
     };
     let mut report = RepairSnapshotsReport::default();
     let list = repo.snapshot_list()?;

@@ -307,6 +307,7 @@ mod tests {
             host: "h".into(),
             tags: vec![],
             parent: None,
+            latest_parent: false,
             walk: Default::default(),
             dry_run: false,
         };

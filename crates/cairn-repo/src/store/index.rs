@@ -14,7 +14,7 @@ use crate::format::segment::Segment;
 use crate::{Error, Result};
 
 /// Bumped when the cache's tables change; an older cache is rebuilt.
-const CACHE_SCHEMA: i64 = 2;
+const CACHE_SCHEMA: i64 = 3;
 
 /// Where a blob is: its pack and its entry in the pack's table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,12 +71,14 @@ impl Index {
         if schema != Some(CACHE_SCHEMA) {
             conn.execute_batch(
                 "DROP TABLE IF EXISTS blobs; DROP TABLE IF EXISTS packs;
-                 DROP TABLE IF EXISTS segments; DROP TABLE IF EXISTS doomed;",
+                 DROP TABLE IF EXISTS segments; DROP TABLE IF EXISTS doomed;
+                 DROP TABLE IF EXISTS superseded;",
             )
             .map_err(err)?;
         }
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS segments(id BLOB PRIMARY KEY) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS superseded(id BLOB PRIMARY KEY) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS doomed(pack BLOB PRIMARY KEY) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS packs(n INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE);
              CREATE TABLE IF NOT EXISTS blobs(
@@ -126,10 +128,50 @@ impl Index {
         Ok(out)
     }
 
+    /// Segment ids that some segment read into this cache supersedes: such
+    /// a segment is never loaded, even when it is still present (a prune
+    /// deletes it after publishing its superseder).
+    pub fn superseded(&self) -> Result<HashSet<Id>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached("SELECT id FROM superseded")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(|e| self.err(e))?;
+        let mut out = HashSet::new();
+        for r in rows {
+            if let Some(id) = Id::from_slice(&r.map_err(|e| self.err(e))?) {
+                out.insert(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Remember that these segments are superseded (before the segments
+    /// that supersede them are added, so that a process stopped in between
+    /// never loads them later).
+    pub fn add_superseded<'a>(&self, ids: impl IntoIterator<Item = &'a Id>) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        {
+            let mut ins = tx
+                .prepare_cached("INSERT OR IGNORE INTO superseded(id) VALUES(?1)")
+                .map_err(|e| self.err(e))?;
+            for id in ids {
+                ins.execute([&id.0[..]]).map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
     /// Forget everything (before a rebuild).
     pub fn clear(&self) -> Result<()> {
         self.conn()
-            .execute_batch("DELETE FROM blobs; DELETE FROM packs; DELETE FROM segments;")
+            .execute_batch(
+                "DELETE FROM blobs; DELETE FROM packs; DELETE FROM segments;
+                 DELETE FROM superseded;",
+            )
             .map_err(|e| self.err(e))
     }
 

@@ -1,11 +1,18 @@
-//! Backup locks: how a prune learns which backups might still reference
-//! data it wants to delete, without ever making a backup wait.
+//! Locks: how a prune learns which backups might still reference data it
+//! wants to delete, without ever making a backup wait, and how two prunes
+//! keep out of each other's way.
 //!
 //! A backup writes `locks/<run>-<seq>` before it reads the index and
 //! rewrites it (next `seq`, then deletes the old one) every few minutes while
 //! it runs; it deletes it when done. Objects are never modified, so a
 //! refresh is a new object. A lock whose time is older than `STALE_AFTER` is
 //! ignored: a crashed process cannot block anything for longer than that.
+//! A lock that cannot be read counts as alive: only "not found" means
+//! released.
+//!
+//! A prune's lock is the same object with a run starting `prune-`; a prune
+//! that finds another live prune lock after writing its own gives up
+//! ([`PruneLock::acquire`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,6 +23,7 @@ use crate::format::crypto::{Codec, Domain};
 use crate::format::layout;
 pub use crate::format::plan::LockInfo;
 use crate::random::random_id;
+use crate::store::backend::BackendError;
 use crate::{Backend, Error, Result};
 
 /// A lock not refreshed for this long belongs to a dead process.
@@ -51,14 +59,37 @@ fn write_lock(
     let bytes = codec
         .seal(Domain::Lock, None, plain)
         .map_err(|e| Error::io("/dev/urandom", e))?;
-    backend.put(&key, &bytes)?;
+    put_or_clean_up(backend, &key, &bytes)?;
     Ok(key)
+}
+
+/// Put a small object of the prune protocol; if the put fails, delete
+/// whatever part of it may have been stored (best effort): a damaged lock
+/// counts as alive, and a damaged plan stops backups, until removed.
+pub(crate) fn put_or_clean_up(backend: &dyn Backend, key: &str, bytes: &[u8]) -> Result<()> {
+    match backend.put(key, bytes) {
+        Err(e @ BackendError::AlreadyExists { .. }) => Err(e.into()),
+        Err(e) => {
+            let _ = backend.delete(key);
+            Err(e.into())
+        }
+        Ok(()) => Ok(()),
+    }
 }
 
 impl BackupLock {
     /// Write the lock and start refreshing it.
     pub fn acquire(backend: Arc<dyn Backend>, codec: Arc<Codec>, host: &str) -> Result<BackupLock> {
         let run = random_id().to_hex()[..16].to_string();
+        BackupLock::acquire_run(backend, codec, host, run)
+    }
+
+    fn acquire_run(
+        backend: Arc<dyn Backend>,
+        codec: Arc<Codec>,
+        host: &str,
+        run: String,
+    ) -> Result<BackupLock> {
         let key = write_lock(&*backend, &codec, &run, host, 0)?;
         let current = Arc::new(std::sync::Mutex::new(key));
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
@@ -122,28 +153,81 @@ impl Drop for BackupLock {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let _ = self.backend.delete(&key);
+        // A lock left behind delays plans (and blocks prunes, for a prune's
+        // lock) until it is stale: try more than once.
+        for _ in 0..3 {
+            if self.backend.delete(&key).is_ok() {
+                break;
+            }
+        }
     }
 }
 
-/// Runs of the backups whose locks are present and not stale. A lock that
-/// cannot be read counts as alive (its run is in its name): a prune plan
-/// then waits rather than guess.
-pub fn live_runs(backend: &dyn Backend, codec: &Codec) -> Result<HashSet<String>> {
+/// The runs of prune locks start with this.
+const PRUNE_RUN: &str = "prune-";
+
+/// A held prune lock; released (deleted) on drop.
+pub struct PruneLock {
+    _held: BackupLock,
+}
+
+impl PruneLock {
+    /// Write a prune lock, then refuse ([`Error::PruneLocked`], releasing
+    /// ours) if another prune's lock is alive. Two prunes starting at once
+    /// may both refuse; never both go on: each lists after writing its own,
+    /// so the later lister sees the other.
+    pub fn acquire(backend: Arc<dyn Backend>, codec: Arc<Codec>, host: &str) -> Result<PruneLock> {
+        let run = format!("{PRUNE_RUN}{}", &random_id().to_hex()[..16]);
+        let lock = BackupLock::acquire_run(backend.clone(), codec.clone(), host, run)?;
+        let other = live_locks(&*backend, &codec)?
+            .into_iter()
+            .find(|l| l.run.starts_with(PRUNE_RUN) && l.run != lock.run);
+        match other {
+            Some(l) => Err(Error::PruneLocked {
+                key: l.key,
+                holder: l.holder,
+            }),
+            None => Ok(PruneLock { _held: lock }),
+        }
+    }
+}
+
+/// A lock that is present and not stale (or cannot be read).
+struct LiveLock {
+    key: String,
+    run: String,
+    holder: String,
+}
+
+/// Every lock present and not stale. A lock that cannot be read or
+/// decoded counts as alive (its run is in its name): a prune then waits,
+/// or refuses, rather than guess. Only "not found" means released.
+fn live_locks(backend: &dyn Backend, codec: &Codec) -> Result<Vec<LiveLock>> {
     let now = chrono::Utc::now();
-    let mut out = HashSet::new();
+    let mut out = Vec::new();
     for obj in backend.list(layout::LOCKS)? {
-        let Ok(bytes) = backend.get(&obj.key) else {
-            continue; // released while we listed
+        let Some(run) = layout::lock_run(&obj.key) else {
+            continue; // a temporary file of a put in progress
+        };
+        let unreadable = |why: String| LiveLock {
+            key: obj.key.clone(),
+            run: run.to_string(),
+            holder: format!("lock unreadable: {why}"),
+        };
+        let bytes = match backend.get(&obj.key) {
+            Ok(b) => b,
+            Err(BackendError::NotFound { .. }) => continue, // released while we listed
+            Err(e) => {
+                out.push(unreadable(e.to_string()));
+                continue;
+            }
         };
         let info = codec
             .open(Domain::Lock, None, bytes)
             .ok()
             .and_then(|plain| serde_json::from_slice::<LockInfo>(&plain).ok());
         let Some(info) = info else {
-            if let Some(run) = layout::lock_run(&obj.key) {
-                out.insert(run.to_string());
-            }
+            out.push(unreadable("damaged".into()));
             continue;
         };
         let fresh = chrono::DateTime::parse_from_rfc3339(&info.time).is_ok_and(|t| {
@@ -152,10 +236,25 @@ pub fn live_runs(backend: &dyn Backend, codec: &Codec) -> Result<HashSet<String>
                 .map_or(true, |age| age < STALE_AFTER)
         });
         if fresh {
-            out.insert(info.run);
+            out.push(LiveLock {
+                key: obj.key.clone(),
+                holder: format!("host {}, pid {}, at {}", info.host, info.pid, info.time),
+                run: info.run,
+            });
         }
     }
     Ok(out)
+}
+
+/// Runs of the backups whose locks are present and not stale (prune locks
+/// aside). A lock that cannot be read counts as alive: a prune plan then
+/// waits rather than guess.
+pub fn live_runs(backend: &dyn Backend, codec: &Codec) -> Result<HashSet<String>> {
+    Ok(live_locks(backend, codec)?
+        .into_iter()
+        .map(|l| l.run)
+        .filter(|run| !run.starts_with(PRUNE_RUN))
+        .collect())
 }
 
 #[cfg(test)]
@@ -172,6 +271,31 @@ mod tests {
         assert!(live_runs(&*backend, &codec).unwrap().contains(lock.run()));
         drop(lock);
         assert!(live_runs(&*backend, &codec).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_second_prune_is_refused_and_backups_never_wait_for_prunes() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
+        let codec = Arc::new(Codec::Plain);
+        let first = PruneLock::acquire(backend.clone(), codec.clone(), "h").unwrap();
+        let second = PruneLock::acquire(backend.clone(), codec.clone(), "h");
+        assert!(matches!(second, Err(Error::PruneLocked { .. })));
+        assert!(live_runs(&*backend, &codec).unwrap().is_empty());
+        drop(first);
+        assert!(backend.list(layout::LOCKS).unwrap().is_empty(), "released");
+        PruneLock::acquire(backend.clone(), codec, "h").unwrap();
+    }
+
+    #[test]
+    fn a_lock_that_cannot_be_decoded_counts_as_alive() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::new(dir.path());
+        backend
+            .put("locks/0123456789abcdef-00000000", b"{torn")
+            .unwrap();
+        let live = live_runs(&backend, &Codec::Plain).unwrap();
+        assert!(live.contains("0123456789abcdef"), "{live:?}");
     }
 
     #[test]

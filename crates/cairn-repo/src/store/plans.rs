@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use cairn_chunk::Id;
 
-use super::lock::live_runs;
+use super::lock::{live_runs, put_or_clean_up};
 use crate::format::crypto::{Codec, Domain};
 use crate::format::layout::{self, FileType};
 use crate::format::plan::{Plan, Wait};
@@ -39,14 +39,30 @@ pub fn list(backend: &dyn Backend, codec: &Codec) -> Result<Vec<StoredPlan>> {
     Ok(out)
 }
 
-/// Packs named by the plans stored in the repository: index caches keep
-/// them locatable but never deduplicate against them.
-pub fn doomed_packs(backend: &dyn Backend, codec: &Codec) -> Result<HashSet<Id>> {
-    Ok(list(backend, codec)?
-        .into_iter()
-        .filter_map(|p| p.plan)
-        .flat_map(|p| p.packs)
-        .collect())
+/// What the plans stored in the repository doom.
+pub struct Doomed {
+    /// Packs named by intact plans: index caches keep them locatable but
+    /// never deduplicate against them.
+    pub packs: HashSet<Id>,
+    /// Plans that cannot be read: what they doom is unknown.
+    pub damaged: Vec<Id>,
+}
+
+/// Packs named by the plans stored in the repository, and the plans that
+/// cannot be read. A plan that cannot be fetched (other than "not found":
+/// carried out while we listed) fails the listing.
+pub fn doomed_packs(backend: &dyn Backend, codec: &Codec) -> Result<Doomed> {
+    let mut doomed = Doomed {
+        packs: HashSet::new(),
+        damaged: Vec::new(),
+    };
+    for stored in list(backend, codec)? {
+        match stored.plan {
+            Some(plan) => doomed.packs.extend(plan.packs),
+            None => doomed.damaged.push(stored.id),
+        }
+    }
+    Ok(doomed)
 }
 
 /// A plan's content, if its bytes are intact (checked against its name,
@@ -66,7 +82,7 @@ pub fn write(backend: &dyn Backend, codec: &Codec, plan: &Plan) -> Result<Id> {
         .seal(Domain::Plan, None, plain)
         .map_err(|e| Error::io("/dev/urandom", e))?;
     let id = Id::of(&bytes);
-    backend.put(&layout::key(FileType::Plan, &id), &bytes)?;
+    put_or_clean_up(backend, &layout::key(FileType::Plan, &id), &bytes)?;
     Ok(id)
 }
 

@@ -16,6 +16,7 @@ use crate::format::tree::{Node, NodeKind, Tree};
 use crate::store::backend::{BackendError, LocationState};
 use crate::store::index::{Index, Location};
 use crate::store::keys::{read_config, KeySource, NoKeys};
+use crate::store::lock::BackupLock;
 use crate::store::objcache::ObjectCache;
 use crate::store::packs::decode_blob;
 use crate::{Backend, Error, Result};
@@ -51,6 +52,8 @@ pub struct Repository {
     objects: ObjectCache,
     /// Index segments found damaged by the last refresh (skipped).
     damaged_segments: std::sync::Mutex<Vec<Damaged>>,
+    /// Prune plans found damaged by the last refresh.
+    damaged_plans: std::sync::Mutex<Vec<Id>>,
 }
 
 impl Repository {
@@ -92,6 +95,7 @@ impl Repository {
             index,
             objects,
             damaged_segments: Default::default(),
+            damaged_plans: Default::default(),
         };
         repo.refresh_index()?;
         Ok(repo)
@@ -143,10 +147,16 @@ impl Repository {
     fn try_refresh_index(&self) -> Result<()> {
         let present: Vec<Id> = self.list(FileType::Index)?.into_keys().collect();
         let known = self.index.segments()?;
+        let dead = self.index.superseded()?;
         let present_set: HashSet<Id> = present.iter().copied().collect();
         let mut damaged = Vec::new();
+        // A segment that a segment we read supersedes is never new: a prune
+        // deletes it only after publishing its superseder, so it may well
+        // be present while that superseder is known.
         let new = self.read_segments(
-            present.iter().filter(|id| !known.contains(id)),
+            present
+                .iter()
+                .filter(|id| !known.contains(id) && !dead.contains(id)),
             &mut damaged,
         )?;
         let superseded: HashSet<Id> = new
@@ -158,19 +168,36 @@ impl Repository {
             .any(|k| !present_set.contains(k) || superseded.contains(k))
         {
             // A prune replaced segments we had loaded: start over.
-            self.index.clear()?;
-            damaged.clear();
-            let all = self.read_segments(present.iter(), &mut damaged)?;
-            self.add_effective(&all)?;
+            self.rebuild_index(&present)?;
         } else {
             self.add_effective(&new)?;
+            self.set_damaged_segments(damaged);
         }
+        self.refresh_plans()
+    }
+
+    /// Load the cache again from the segments `present`, from scratch.
+    fn rebuild_index(&self, present: &[Id]) -> Result<()> {
+        let mut damaged = Vec::new();
+        let all = self.read_segments(present.iter(), &mut damaged)?;
+        self.index.clear()?;
+        self.add_effective(&all)?;
+        self.set_damaged_segments(damaged);
+        Ok(())
+    }
+
+    fn set_damaged_segments(&self, damaged: Vec<Damaged>) {
         *self
             .damaged_segments
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = damaged;
-        self.index
-            .set_doomed(&super::plans::doomed_packs(&*self.backend, &self.codec)?)
+    }
+
+    /// Learn which packs the prune plans doom, and which plans cannot be read.
+    fn refresh_plans(&self) -> Result<()> {
+        let plans = super::plans::doomed_packs(&*self.backend, &self.codec)?;
+        *self.damaged_plans.lock().unwrap_or_else(|p| p.into_inner()) = plans.damaged;
+        self.index.set_doomed(&plans.packs)
     }
 
     /// Read segments; damaged ones are noted and skipped, so one bad segment
@@ -191,15 +218,45 @@ impl Repository {
         Ok(out)
     }
 
+    /// Add the segments no other of `segs` supersedes, after recording
+    /// every segment any of them supersedes.
     fn add_effective(&self, segs: &[(Id, Segment)]) -> Result<()> {
         let superseded: HashSet<Id> = segs
             .iter()
             .flat_map(|(_, s)| s.supersedes.iter().copied())
             .collect();
+        self.index.add_superseded(&superseded)?;
         for (id, seg) in segs.iter().filter(|(id, _)| !superseded.contains(id)) {
             self.index.add_segment(id, seg)?;
         }
         Ok(())
+    }
+
+    /// Prune plans the last refresh could not read (damaged): which packs
+    /// they doom is unknown, so a backup must not deduplicate at all.
+    pub fn damaged_plans(&self) -> Vec<Id> {
+        self.damaged_plans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Write a backup lock, then bring the index and the plans up to date
+    /// (in this order: docs/FORMAT.md section 11). Fails if a plan cannot
+    /// be read: the packs it dooms are unknown, and deduplicating against
+    /// one of them could lose the backup's data.
+    pub fn lock_for_backup(&self, host: &str) -> Result<BackupLock> {
+        let lock = BackupLock::acquire(self.backend.clone(), self.codec.clone(), host)?;
+        self.refresh_index()?;
+        if let Some(id) = self.damaged_plans().into_iter().next() {
+            return Err(Error::Damaged {
+                what: "prune plan",
+                id,
+                reason: "it cannot be read, so which packs it dooms is unknown".into(),
+                advice: "try again; if it stays damaged, `cairn prune` removes it",
+            });
+        }
+        Ok(lock)
     }
 
     /// Index segments the last refresh found damaged and skipped.
@@ -224,10 +281,29 @@ impl Repository {
     /// joins its `supersedes` list (it names no segment): like a pack's salt,
     /// it makes the segment's name unique, so a segment identical to one a
     /// prune superseded is never mistaken for it (docs/FORMAT.md 8).
+    ///
+    /// A segment that supersedes others (a prune's, a repair's) makes the
+    /// cache load again from the repository: blobs keep their first
+    /// location in the cache, and those of the superseded segments may be
+    /// in packs about to be deleted.
     pub fn write_segment(&self, mut seg: Segment) -> Result<Id> {
+        let supersedes = !seg.supersedes.is_empty();
         seg.supersedes.push(crate::random::random_id());
         let id = self.put_named(FileType::Index, Domain::Index, seg.encode())?;
-        self.index.add_segment(&id, &seg)?;
+        if supersedes {
+            let mut attempts = 0;
+            loop {
+                let present: Vec<Id> = self.list(FileType::Index)?.into_keys().collect();
+                match self.rebuild_index(&present) {
+                    // Deleted after our listing by a prune: list again.
+                    Err(e) if e.is_not_found() && attempts < 10 => attempts += 1,
+                    other => break other?,
+                }
+            }
+        } else {
+            self.index.add_superseded(&seg.supersedes)?;
+            self.index.add_segment(&id, &seg)?;
+        }
         Ok(id)
     }
 
@@ -414,14 +490,16 @@ impl Repository {
 
     /// The segments in the repository that no other segment supersedes, and
     /// what every present segment supersedes. Damaged segments are skipped
-    /// (`check` reports them; prune refuses to run while there are any).
+    /// and listed (`check` reports them; prune refuses to go on: what they
+    /// supersede would count again).
     pub fn index_segments(&self) -> Result<IndexSegments> {
         let mut all = Vec::new();
+        let mut damaged = Vec::new();
         for id in self.list(FileType::Index)?.into_keys() {
             match self.read_segment(&id) {
                 // Deleted after our listing: a newer segment supersedes it.
                 Err(e) if e.is_not_found() => continue,
-                Err(Error::Corrupt { .. }) => continue,
+                Err(Error::Corrupt { reason, .. }) => damaged.push(Damaged { id, reason }),
                 other => all.push((id, other?)),
             }
         }
@@ -437,6 +515,7 @@ impl Repository {
         Ok(IndexSegments {
             effective,
             supersedes,
+            damaged,
         })
     }
 
@@ -513,6 +592,8 @@ pub struct IndexSegments {
     pub effective: Vec<(Id, Segment)>,
     /// What each present segment supersedes.
     pub supersedes: HashMap<Id, Vec<Id>>,
+    /// Segments that failed verification (skipped).
+    pub damaged: Vec<Damaged>,
 }
 
 /// Refuse a location that holds anything.

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use cairn_repo::format::layout::{self, FileType};
 use cairn_repo::ops::backup::{backup, find_parent, BackupOptions, NoProgress};
 use cairn_repo::ops::check::{check, CheckOptions, CheckReport};
 use cairn_repo::ops::prune::{prune, PruneOptions, PruneReport};
@@ -233,4 +234,52 @@ pub fn random_id() -> Id {
         N.fetch_add(1, Ordering::Relaxed)
     );
     Id::of(seed.as_bytes())
+}
+
+/// A hook the fault backend runs at an exact moment.
+pub type Hook = Arc<dyn Fn() + Send + Sync>;
+
+/// A source tree of `n` files of 120 KiB each (several packs of data).
+pub fn source(dir: &Path, seed: u64, n: u64) -> BTreeMap<String, Vec<u8>> {
+    let src = dir.join("src");
+    let tree: BTreeMap<String, Vec<u8>> = (0..n)
+        .map(|i| (format!("f{i}"), noise(seed + i, 120 << 10)))
+        .collect();
+    write_tree(&src, &tree);
+    tree
+}
+
+/// After the faults are gone: `check` finds nothing wrong and `id`
+/// restores to `expected`.
+pub fn assert_whole(faults: &Arc<FaultBackend>, id: &Id, expected: &BTreeMap<String, Vec<u8>>) {
+    faults.heal();
+    let repo = open(faults);
+    let report = check_all(&repo);
+    assert!(
+        report.ok(),
+        "snapshot {} was reported saved, but check finds: {:?} {:?}",
+        id.short(),
+        report.errors,
+        report.damaged
+    );
+    let scratch = tempdir();
+    assert_restores(&repo, id, expected, scratch.path());
+}
+
+/// The data packs (not the tree pack) a snapshot's files are stored in.
+pub fn data_packs(repo: &Repository, tree: &Id) -> Vec<Id> {
+    let tree_pack = repo.locate(tree).unwrap().pack;
+    let mut packs: Vec<Id> = repo
+        .list(FileType::Pack)
+        .unwrap()
+        .into_keys()
+        .filter(|p| *p != tree_pack)
+        .collect();
+    packs.sort();
+    packs
+}
+
+/// The key of a pack.
+pub fn pack_key_of(id: &Id) -> String {
+    layout::key(FileType::Pack, id)
 }

@@ -23,7 +23,6 @@ use crate::format::pack::BlobKind;
 use crate::format::segment::Segment;
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::tree::{Node, Tree};
-use crate::store::lock::BackupLock;
 use crate::store::packer::{Packer, Uploader};
 use crate::{Error, Repository, Result};
 
@@ -45,8 +44,14 @@ pub struct BackupOptions {
     pub host: String,
     /// Tags.
     pub tags: Vec<String>,
-    /// Snapshot whose unchanged files are not read again.
+    /// Snapshot whose unchanged files are not read again. Its chunk lists
+    /// and trees are reused only where the index, read after the backup's
+    /// lock is written, says they are stored and doomed by no prune plan.
     pub parent: Option<(Id, Snapshot)>,
+    /// Without `parent`: use the latest snapshot of the same volume, host
+    /// and paths ([`find_parent`]), chosen after the lock is written (as
+    /// `cairn backup` does).
+    pub latest_parent: bool,
     /// Excludes and filesystem boundary.
     pub walk: WalkOptions,
     /// Read and chunk everything, store nothing.
@@ -273,9 +278,17 @@ pub fn backup(
     let _lock = if opts.dry_run {
         None
     } else {
-        let lock = BackupLock::acquire(repo.backend().clone(), repo.codec().clone(), &opts.host)?;
-        repo.refresh_index()?;
-        Some(lock)
+        Some(repo.lock_for_backup(&opts.host)?)
+    };
+    let with_parent;
+    let opts = if opts.parent.is_none() && opts.latest_parent {
+        with_parent = BackupOptions {
+            parent: find_parent(repo, opts)?,
+            ..opts.clone()
+        };
+        &with_parent
+    } else {
+        opts
     };
     let cfg = repo.config();
     let uploader = Uploader::start(repo.backend().clone(), repo.codec().clone(), opts.dry_run);

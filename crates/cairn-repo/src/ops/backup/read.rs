@@ -125,6 +125,34 @@ impl Ctx<'_> {
         }
     }
 
+    /// Whether the parent's chunk list can be reused: every chunk is stored
+    /// in a pack no prune plan dooms (or this backup stores it). A parent
+    /// chosen before our lock, or forgotten meanwhile, may have lost its
+    /// data to a plan: then the file is read again.
+    pub(super) fn reusable(&self, content: &[ChunkRef]) -> bool {
+        content.iter().all(|c| self.available(&c.id))
+    }
+
+    /// Whether a blob is stored in a pack no plan dooms, or claimed by this
+    /// backup (then it is in the index, or this backup stores it).
+    fn available(&self, id: &Id) -> bool {
+        let claimed = || self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+        if claimed().contains(id) {
+            return true;
+        }
+        match self.repo.index().contains(id) {
+            Ok(true) => {
+                claimed().insert(*id);
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                self.fail(e);
+                false
+            }
+        }
+    }
+
     pub(super) fn fail(&self, e: Error) {
         self.fatal
             .lock()
@@ -163,8 +191,9 @@ impl Ctx<'_> {
             }
             tree.nodes.sort_by(|a, b| a.name.cmp(&b.name));
             if let Some((id, prev)) = &dir.prev {
-                if prev.nodes == tree.nodes {
-                    // Nothing changed below: the parent's tree is this tree.
+                if prev.nodes == tree.nodes && self.available(id) {
+                    // Nothing changed below (every file's chunks checked):
+                    // the parent's tree is this tree.
                     let _ = dir.reply.send(*id);
                     continue;
                 }

@@ -236,7 +236,7 @@ impl Ctx<'_> {
         prev: Option<&Node>,
     ) -> Pending {
         bump(&self.counters.total_bytes, node.size);
-        if let Some(p) = prev.filter(|p| unchanged(p, &node)) {
+        if let Some(p) = prev.filter(|p| unchanged(p, &node) && self.reusable(&p.content)) {
             bump(&self.counters.files_unmodified, 1);
             node.content = p.content.clone();
             self.progress.entry_done();
