@@ -602,7 +602,9 @@ impl Torture {
         let t = self.typical.entry(e.kind).or_insert(e.elapsed);
         *t = (*t * 3 + e.elapsed) / 4;
         if e.kind == Kind::Backup {
-            let v: Value = serde_json::from_str(&e.stdout).unwrap_or_else(|err| {
+            // Status lines may come first; the summary is the last line.
+            let summary = e.stdout.lines().rfind(|l| !l.trim().is_empty());
+            let v: Value = serde_json::from_str(summary.unwrap_or("")).unwrap_or_else(|err| {
                 self.fail(format!(
                     "{}: stdout is not JSON ({err}): {}",
                     e.what, e.stdout
