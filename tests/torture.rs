@@ -318,7 +318,7 @@ struct Ended {
 
 /// Whether to run into the open defects: `CAIRN_TORTURE_STRICT=1`.
 ///
-/// Five defects reproduced (and described) in
+/// The defects reproduced (and described) in
 /// `crates/cairn-repo/tests/open_defects.rs` would stop every run early, so
 /// by default the torture steps around them, and still checks everything
 /// they could hide (`check --read-data` and a restore of every snapshot
@@ -332,11 +332,7 @@ struct Ended {
 ///   later restores and prunes fail);
 /// * no two prunes run at once
 ///   (`two_prunes_at_once_never_leave_deleted_packs_in_the_index`: that
-///   loses data);
-/// * a killed process's temporary and spool files are deleted at once
-///   (`spool_files_of_a_dead_process_with_the_same_pid_never_fail_a_backup`,
-///   `temporary_files_of_a_dead_process_with_the_same_pid_never_fail_a_put`:
-///   a later process with the same pid fails on them).
+///   loses data).
 ///
 /// Strict mode does none of this. Retire each workaround when its defect
 /// is fixed, and make strict the default once all are.
@@ -574,9 +570,6 @@ impl Torture {
                     });
                     if killed {
                         age_locks_of(&self.env.repo, p.child.id());
-                        if !strict() {
-                            remove_leftovers_of(&self.env.repo, p.child.id());
-                        }
                     }
                 }
             }
@@ -874,26 +867,6 @@ fn age_locks_of(repo: &Path, pid: u32) {
         if lock["pid"].as_u64() == Some(u64::from(pid)) {
             lock["time"] = "2000-01-01T00:00:00.000Z".into();
             fs::write(e.path(), lock.to_string()).unwrap();
-        }
-    }
-}
-
-/// Delete a killed process's temporary and spool files (`.tmp-<pid>-<n>`
-/// anywhere, `.spool/pack-<pid>-<n>`), as FORMAT.md allows anyone to. A
-/// later process that gets the same pid would otherwise fail on them (see
-/// [`strict`]).
-fn remove_leftovers_of(dir: &Path, pid: u32) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    let (tmp, spool) = (format!(".tmp-{pid}-"), format!("pack-{pid}-"));
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
-        if is_dir {
-            remove_leftovers_of(&e.path(), pid);
-        } else if name.starts_with(&tmp) || (name.starts_with(&spool) && dir.ends_with(".spool")) {
-            let _ = fs::remove_file(e.path());
         }
     }
 }

@@ -645,9 +645,6 @@ fn check_reports_the_lie(
 /// in the ignored tests until it is fixed.
 fn known_defect(case: &Case) -> Option<&'static str> {
     match (case.stage, case.op, case.prefix, &case.fault) {
-        (Stage::RepairIndex, Op::Get, "packs/", Fault::Fail(_) | Fault::FlipBit) => {
-            Some("a_read_error_during_repair_index_leaves_the_index_whole")
-        }
         (Stage::Prune, Op::Get, "index/", Fault::FlipBit) => {
             Some("a_segment_read_error_during_prune_never_loses_data")
         }

@@ -105,14 +105,10 @@ pub(crate) fn create_private(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// A temporary name in a key's directory: random, never derived from the
+/// pid, so a file a killed process left is never in the way.
 fn temp_name() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    crate::random::unique_name(".tmp-")
 }
 
 /// Move `from` to `to` unless `to` exists (then `AlreadyExists`), atomically
