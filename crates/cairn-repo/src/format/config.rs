@@ -28,6 +28,13 @@ pub struct Config {
 }
 
 impl Config {
+    /// How large this repository's blobs can be.
+    pub fn blob_limits(&self) -> crate::format::pack::BlobLimits {
+        crate::format::pack::BlobLimits {
+            max_chunk: self.chunker.max,
+        }
+    }
+
     /// A fresh config with a random id.
     pub fn new(chunker: ChunkerParams, compression: Compression) -> Config {
         Config {

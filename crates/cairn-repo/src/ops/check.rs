@@ -298,6 +298,7 @@ fn read_pack(repo: &Repository, pack: &Id, entries: &[BlobEntry]) -> Result<u64,
         .parse_table(pack, footer, table.to_vec(), data_len)
         .map_err(|e| e.to_string())?;
     let listed: HashSet<Id> = own.iter().map(|e| e.id).collect();
+    let limits = repo.config().blob_limits();
     for e in entries {
         if !listed.contains(&e.id) {
             return Err(format!(
@@ -305,14 +306,16 @@ fn read_pack(repo: &Repository, pack: &Id, entries: &[BlobEntry]) -> Result<u64,
                 e.id.short()
             ));
         }
-        let stored = bytes
-            .get(e.offset as usize..(e.offset + u64::from(e.stored_len)) as usize)
+        let stored = e
+            .offset
+            .checked_add(u64::from(e.stored_len))
+            .and_then(|end| bytes.get(usize::try_from(e.offset).ok()?..usize::try_from(end).ok()?))
             .ok_or("blob extends past the end of the pack")?;
         let loc = Location {
             pack: *pack,
             entry: *e,
         };
-        decode_blob(repo.codec(), &loc, stored.to_vec()).map_err(|err| err.to_string())?;
+        decode_blob(repo.codec(), &limits, &loc, stored.to_vec()).map_err(|err| err.to_string())?;
     }
     Ok(entries.len() as u64)
 }
