@@ -15,6 +15,7 @@ use crate::format::pack::{split_pack, BlobEntry};
 use crate::format::tree::NodeKind;
 use crate::ops::walk::{walk_paths, Descend};
 use crate::store::index::Location;
+use crate::store::lock::future_locks;
 use crate::store::packs::decode_blob;
 use crate::store::plans;
 use crate::{Repository, Result};
@@ -108,6 +109,16 @@ pub enum Finding {
         /// Its id.
         id: Id,
     },
+    /// A backup lock dated further in the future than clocks may differ:
+    /// it counts as live, so prune plans wait for it.
+    FutureLock {
+        /// Its key.
+        key: String,
+        /// The host it names.
+        host: String,
+        /// How far ahead of this host's clock, in minutes.
+        minutes_ahead: i64,
+    },
 }
 
 impl std::fmt::Display for Finding {
@@ -154,6 +165,12 @@ impl std::fmt::Display for Finding {
                 f,
                 "prune plan {} is damaged; the next prune removes it and judges its packs again",
                 id.short()
+            ),
+            Finding::FutureLock { key, host, minutes_ahead } => write!(
+                f,
+                "lock {key} of host {host} is dated {minutes_ahead} minutes in the future (a wrong clock, or forged); \
+                 prunes wait for it as for a running backup and free no space until it is stale; \
+                 fix that host's clock, or delete {key} if no backup runs there"
             ),
         }
     }
@@ -286,6 +303,13 @@ fn report_damaged_objects(repo: &Repository, report: &mut CheckReport) -> Result
         if p.plan.is_none() {
             report.warnings.push(Finding::DamagedPlan { id: p.id });
         }
+    }
+    for l in future_locks(&**repo.backend(), repo.codec())? {
+        report.warnings.push(Finding::FutureLock {
+            key: l.key,
+            host: l.host,
+            minutes_ahead: l.minutes_ahead,
+        });
     }
     Ok(())
 }
