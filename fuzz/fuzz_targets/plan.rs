@@ -6,9 +6,9 @@
 //! lock that decodes.
 #![no_main]
 
-use cairn_repo::store::lock::{live_runs, LockInfo};
 use cairn_repo::format::crypto::Codec;
 use cairn_repo::format::plan::{Plan, Wait};
+use cairn_repo::store::lock::{live_runs, LockInfo};
 use cairn_repo::store::plans::doomed_packs;
 use cairn_repo::{Backend, Id, LocalBackend};
 use libfuzzer_sys::fuzz_target;
