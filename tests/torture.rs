@@ -25,8 +25,7 @@
 //! printed, and `CAIRN_TORTURE_SEED` replays a run (kill moments depend on
 //! timing, so a replay is close, not exact). On failure the repository and
 //! cache are kept in the temporary directory for a post-mortem, and the
-//! last events are printed. `CAIRN_TORTURE_STRICT=1` also runs into the
-//! defects that are still open (see [`strict`]). The smoke test (about
+//! last events are printed. The smoke test (about
 //! ten kills) runs by default. Build the binary first: `cargo build -p
 //! cairn-cli`.
 
@@ -316,24 +315,6 @@ struct Ended {
     what: String,
 }
 
-/// Whether to run into the open defects: `CAIRN_TORTURE_STRICT=1`.
-///
-/// Two defects reproduced (and described) in
-/// `crates/cairn-repo/tests/open_defects.rs` would stop every run early, so
-/// by default the torture steps around them, and still checks everything
-/// they could hide (`check --read-data` and a restore of every snapshot
-/// after every batch): a killed process's temporary and spool files are
-/// deleted at once
-/// (`spool_files_of_a_dead_process_with_the_same_pid_never_fail_a_backup`,
-/// `temporary_files_of_a_dead_process_with_the_same_pid_never_fail_a_put`:
-/// a later process with the same pid fails on them).
-///
-/// Strict mode does not. Retire the workaround when those defects are
-/// fixed, and make strict the default then.
-fn strict() -> bool {
-    std::env::var("CAIRN_TORTURE_STRICT").as_deref() == Ok("1")
-}
-
 /// A prune refused because another prune holds the prune lock: expected
 /// when two prunes run at once, a failure otherwise.
 fn refused_by_other_prune(e: &Ended) -> bool {
@@ -548,9 +529,6 @@ impl Torture {
                         age_locks_of(&self.env.repo, p.child.id());
                         if p.kind != Kind::Backup {
                             remove_prune_locks(&self.env.repo);
-                        }
-                        if !strict() {
-                            remove_leftovers_of(&self.env.repo, p.child.id());
                         }
                     }
                 }
@@ -861,26 +839,6 @@ fn age_locks_of(repo: &Path, pid: u32) {
     }
 }
 
-/// Delete a killed process's temporary and spool files (`.tmp-<pid>-<n>`
-/// anywhere, `.spool/pack-<pid>-<n>`), as FORMAT.md allows anyone to. A
-/// later process that gets the same pid would otherwise fail on them (see
-/// [`strict`]).
-fn remove_leftovers_of(dir: &Path, pid: u32) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    let (tmp, spool) = (format!(".tmp-{pid}-"), format!("pack-{pid}-"));
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
-        if is_dir {
-            remove_leftovers_of(&e.path(), pid);
-        } else if name.starts_with(&tmp) || (name.starts_with(&spool) && dir.ends_with(".spool")) {
-            let _ = fs::remove_file(e.path());
-        }
-    }
-}
-
 fn torture(kills_wanted: u64, rounds_per_batch: u64, scale: usize) {
     let seed = env_u64("CAIRN_TORTURE_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -894,9 +852,8 @@ fn torture(kills_wanted: u64, rounds_per_batch: u64, scale: usize) {
         _ => true,
     };
     eprintln!(
-        "torture: seed {seed} (CAIRN_TORTURE_SEED={seed} replays this run), {kills_wanted} kill points wanted, {} index cache{}",
+        "torture: seed {seed} (CAIRN_TORTURE_SEED={seed} replays this run), {kills_wanted} kill points wanted, {} index cache",
         if shared_cache { "shared" } else { "private" },
-        if strict() { ", strict" } else { "" }
     );
     let started = Instant::now();
     let mut t = Torture::new(seed, scale, shared_cache);
@@ -934,8 +891,7 @@ fn crash_torture_smoke() {
     torture(env_u64("CAIRN_TORTURE_SMOKE_KILLS").unwrap_or(10), 6, 1);
 }
 
-/// Hundreds of kills (`CAIRN_TORTURE_KILLS`, default 500);
-/// `CAIRN_TORTURE_STRICT=1` runs into the open defects (see [`strict`]).
+/// Hundreds of kills (`CAIRN_TORTURE_KILLS`, default 500).
 #[test]
 #[ignore = "long run: cargo test --test torture -- --ignored --nocapture"]
 fn crash_torture() {

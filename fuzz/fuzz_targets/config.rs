@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use cairn_chunk::Chunker;
-use cairn_repo::config::FORMAT_VERSION;
+use cairn_repo::format::config::FORMAT_VERSION;
 use cairn_repo::{Error, LocalBackend, Repository};
 use libfuzzer_sys::fuzz_target;
 

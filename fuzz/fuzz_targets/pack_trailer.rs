@@ -6,7 +6,7 @@
 //! accepted must lie within the pack's data area (docs/FORMAT.md 6).
 #![no_main]
 
-use cairn_repo::pack::{
+use cairn_repo::format::pack::{
     parse_entries, parse_footer, parse_pack, BlobEntry, ENTRY_LEN, FOOTER_LEN, PACK_MAGIC,
 };
 use libfuzzer_sys::fuzz_target;

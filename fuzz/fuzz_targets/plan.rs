@@ -6,8 +6,10 @@
 //! lock that decodes.
 #![no_main]
 
-use cairn_repo::lock::{live_runs, LockInfo};
-use cairn_repo::prune::{doomed_packs, Plan, Wait};
+use cairn_repo::format::crypto::Codec;
+use cairn_repo::format::plan::{Plan, Wait};
+use cairn_repo::store::lock::{live_runs, LockInfo};
+use cairn_repo::store::plans::doomed_packs;
 use cairn_repo::{Backend, Id, LocalBackend};
 use libfuzzer_sys::fuzz_target;
 
@@ -23,13 +25,13 @@ fuzz_target!(|data: &[u8]| {
     backend.put(&plan_key, data).unwrap();
     backend.put(lock_key, data).unwrap();
 
-    let doomed = doomed_packs(&backend).unwrap();
+    let doomed = doomed_packs(&backend, &Codec::Plain).unwrap();
     let expected: std::collections::HashSet<Id> = plan
         .map(|p| p.packs.into_iter().collect())
         .unwrap_or_default();
     assert_eq!(doomed, expected);
 
-    let live = live_runs(&backend).unwrap();
+    let live = live_runs(&backend, &Codec::Plain).unwrap();
     for run in &live {
         assert_eq!(Some(run), lock.as_ref().map(|l| &l.run));
     }

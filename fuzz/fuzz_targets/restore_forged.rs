@@ -24,13 +24,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cairn_chunk::{ChunkerParams, Compression};
-use cairn_repo::pack::BlobKind;
-use cairn_repo::packer::Uploader;
-use cairn_repo::repository::{pack_key, segment_key};
-use cairn_repo::restore::{restore, NoRestoreProgress, RestoreOptions};
-use cairn_repo::segment::Segment;
-use cairn_repo::snapshot::{RootMeta, Summary};
-use cairn_repo::tree::{ChunkRef, Timestamp};
+use cairn_repo::format::layout::{self, FileType};
+use cairn_repo::format::pack::BlobKind;
+use cairn_repo::format::segment::Segment;
+use cairn_repo::format::snapshot::{RootMeta, Summary};
+use cairn_repo::format::tree::{ChunkRef, Timestamp};
+use cairn_repo::ops::restore::{restore, NoRestoreProgress, RestoreOptions};
+use cairn_repo::store::packer::Uploader;
 use cairn_repo::{Config, Id, LocalBackend, Node, NodeKind, Repository, Snapshot, Tree};
 use libfuzzer_sys::arbitrary::{Result as ArbResult, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -79,7 +79,7 @@ impl World {
             vec![0u8; 4096],
             (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect(),
         ];
-        let uploader = Uploader::start(repo.backend().clone(), false);
+        let uploader = Uploader::start(repo.backend().clone(), repo.codec().clone(), false);
         {
             let data = uploader.packer(BlobKind::Data, 1 << 20);
             for c in &contents {
@@ -395,7 +395,7 @@ fn plan(u: &mut Unstructured, w: &World) -> ArbResult<Plan> {
 
 /// Store the plan's trees and blobs and two snapshots (one per root).
 fn store(w: &World, p: &Plan) -> (Vec<Id>, Id, [(Id, Snapshot); 2]) {
-    let uploader = Uploader::start(w.repo.backend().clone(), false);
+    let uploader = Uploader::start(w.repo.backend().clone(), w.repo.codec().clone(), false);
     {
         let trees = uploader.packer(BlobKind::Tree, 1 << 20);
         let data = uploader.packer(BlobKind::Data, 1 << 20);
@@ -457,9 +457,9 @@ fn unstore(w: &World, packs: &[Id], seg: &Id, snaps: &[(Id, Snapshot)]) {
     }
     let backend = w.repo.backend();
     for pack in packs {
-        backend.delete(&pack_key(pack)).unwrap();
+        backend.delete(&layout::key(FileType::Pack, pack)).unwrap();
     }
-    backend.delete(&segment_key(seg)).unwrap();
+    backend.delete(&layout::key(FileType::Index, seg)).unwrap();
     w.repo.index().clear().unwrap();
     w.repo.index().add_segment(&w.base.0, &w.base.1).unwrap();
 }

@@ -2,7 +2,7 @@
 //! its bytes, so what decodes must encode back to exactly those bytes.
 #![no_main]
 
-use cairn_repo::segment::Segment;
+use cairn_repo::format::segment::Segment;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,7 +6,7 @@
 //! directory would break deduplication and diff by id).
 #![no_main]
 
-use cairn_repo::tree::{is_safe_name, NodeKind, Tree};
+use cairn_repo::format::tree::{is_safe_name, NodeKind, Tree};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,6 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The largest chunk any valid setting makes (FastCDC's largest maximum,
+/// 16 MiB): what a reader of chunks from any repository must accept, and
+/// the most it need allocate for one.
+pub const MAX_CHUNK: u32 = fastcdc::v2020::MAXIMUM_MAX as u32;
+
 /// Minimum, average and maximum chunk sizes in bytes. Fixed per repository.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkerParams {

@@ -31,3 +31,11 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 pub fn random_id() -> Id {
     Id(random_bytes())
 }
+
+/// A name no other process or run will pick: `prefix` and 32 random hex
+/// digits. Temporary and spool files are named this way and created
+/// exclusively, so leftovers of a dead process can never be in the way of
+/// a live one (a pid, reused after a process dies, could).
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}{}", hex::encode(random_bytes::<16>()))
+}

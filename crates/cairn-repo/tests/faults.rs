@@ -640,30 +640,11 @@ fn check_reports_the_lie(
     }
 }
 
-/// Cases that hit a defect reproduced in `open_defects.rs` (at every
-/// position, or depending on the template's random names); they run only
-/// in the ignored tests until it is fixed.
-fn known_defect(case: &Case) -> Option<&'static str> {
-    match (case.stage, case.op, case.prefix, &case.fault) {
-        (Stage::RepairIndex, Op::Get, "packs/", Fault::Fail(_) | Fault::FlipBit) => {
-            Some("a_read_error_during_repair_index_leaves_the_index_whole")
-        }
-        _ => None,
-    }
-}
-
-/// The defect a failing case most likely hit, for the long run's report:
-/// also those that hit only at some positions (the first, middle and last
-/// that the default run uses miss them).
-fn suspected_defect(case: &Case) -> &'static str {
-    known_defect(case).unwrap_or("new")
-}
-
 fn run_all(stage: Stage) {
     let t = Template::build();
     let cases = cases(&t, stage, false);
     let mut failures = Vec::new();
-    for case in cases.iter().filter(|c| known_defect(c).is_none()) {
+    for case in &cases {
         if let Err(e) = run_case(&t, case) {
             failures.push(format!("{case:?}: {e}"));
         }
@@ -698,33 +679,9 @@ fn faults_during_restore() {
     run_all(Stage::Restore);
 }
 
+/// The long run: every fault at every position (a few minutes).
 #[test]
-#[ignore = "reproduces BUG: see open_defects.rs; these cases lose data or fail check"]
-fn faults_that_hit_open_defects() {
-    let t = Template::build();
-    let mut failures = Vec::new();
-    for stage in [
-        Stage::Backup,
-        Stage::Prune,
-        Stage::RepairIndex,
-        Stage::Restore,
-    ] {
-        for case in cases(&t, stage, false)
-            .iter()
-            .filter(|c| known_defect(c).is_some())
-        {
-            if let Err(e) = run_case(&t, case) {
-                failures.push(format!("{case:?} ({}): {e}", known_defect(case).unwrap()));
-            }
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-/// The long run: every fault at every position (a few minutes). Until the
-/// open defects are fixed it finds them too, at the positions that hit.
-#[test]
-#[ignore = "long run (and reproduces the open defects until they are fixed)"]
+#[ignore = "long run: cargo test -p cairn-repo --test faults -- --ignored"]
 fn faults_at_every_position() {
     let t = Template::build();
     let mut failures = Vec::new();
@@ -739,7 +696,7 @@ fn faults_at_every_position() {
         total += cases.len();
         for case in &cases {
             if let Err(e) = run_case(&t, case) {
-                failures.push(format!("{case:?} [{}]: {e}", suspected_defect(case)));
+                failures.push(format!("{case:?}: {e}"));
             }
         }
     }

@@ -284,8 +284,8 @@ fn check_names_packs_a_plan_dooms() {
     assert!(report.ok() && report.warnings.is_empty(), "{report:?}");
 }
 
-/// Defects first reproduced in `open_defects.rs` (by the crash torture, the
-/// fault matrix and the state machine), with the shared test helpers.
+/// Defects the crash torture, the fault matrix and the state machine found,
+/// each reproduced here before its fix, with the shared test helpers.
 mod prune_protocol {
     use std::collections::BTreeMap;
     use std::sync::mpsc;

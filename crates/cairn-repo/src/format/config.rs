@@ -28,6 +28,16 @@ pub struct Config {
 }
 
 impl Config {
+    /// How large this repository's blobs can be. Data blobs are bounded by
+    /// the largest chunk any chunker setting makes, not by this config's
+    /// `chunker.max`: `copy` brings chunks cut with another repository's
+    /// settings, and keeps their boundaries.
+    pub fn blob_limits(&self) -> crate::format::pack::BlobLimits {
+        crate::format::pack::BlobLimits {
+            max_chunk: cairn_chunk::params::MAX_CHUNK.max(self.chunker.max),
+        }
+    }
+
     /// A fresh config with a random id.
     pub fn new(chunker: ChunkerParams, compression: Compression) -> Config {
         Config {

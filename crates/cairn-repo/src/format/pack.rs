@@ -46,6 +46,77 @@ impl BlobKind {
 /// `flags` bit: the stored bytes are zstd-compressed.
 pub const FLAG_ZSTD: u8 = 1;
 
+/// The largest plain tree blob cairn reads. Trees are not chunked, so this
+/// is not the chunker's maximum; a tree of this size describes a directory
+/// of several million entries.
+pub const MAX_TREE_LEN: u32 = 1 << 30;
+
+/// How large a blob of a repository can be, from its chunker's maximum
+/// chunk size: what a decoder may allocate for one. An index or pack entry
+/// claiming more is corrupt (docs/FORMAT.md section 6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobLimits {
+    /// The chunker's maximum chunk size: the largest plain data blob.
+    pub max_chunk: u32,
+}
+
+impl BlobLimits {
+    /// Bytes sealing adds to a blob (format 2): nonce and tag.
+    const SEAL_OVERHEAD: u64 = crate::format::crypto::OVERHEAD as u64;
+
+    /// The largest plain blob of this kind.
+    pub fn max_raw(&self, kind: BlobKind) -> u32 {
+        match kind {
+            BlobKind::Data => self.max_chunk,
+            BlobKind::Tree => MAX_TREE_LEN,
+        }
+    }
+
+    /// The largest stored blob of this kind: the plain maximum, plus what
+    /// zstd may add to incompressible input (cairn stores such blobs raw,
+    /// but the bound does not rely on it), plus the seal.
+    pub fn max_stored(&self, kind: BlobKind) -> u64 {
+        let n = u64::from(self.max_raw(kind));
+        // ZSTD_COMPRESSBOUND
+        let margin = if n < (128 << 10) {
+            ((128 << 10) - n) >> 11
+        } else {
+            0
+        };
+        n + (n >> 8) + margin + Self::SEAL_OVERHEAD
+    }
+
+    /// Why `e` claims lengths no blob of its kind can have, if it does.
+    pub fn check(&self, e: &BlobEntry) -> Result<(), String> {
+        if u64::from(e.stored_len) > self.max_stored(e.kind) {
+            return Err(format!(
+                "blob {}: stored length {} exceeds the largest a {} blob can have ({})",
+                e.id,
+                e.stored_len,
+                kind_name(e.kind),
+                self.max_stored(e.kind)
+            ));
+        }
+        if e.raw_len > self.max_raw(e.kind) {
+            return Err(format!(
+                "blob {}: plain length {} exceeds the largest a {} blob can have ({})",
+                e.id,
+                e.raw_len,
+                kind_name(e.kind),
+                self.max_raw(e.kind)
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn kind_name(kind: BlobKind) -> &'static str {
+    match kind {
+        BlobKind::Data => "data",
+        BlobKind::Tree => "tree",
+    }
+}
+
 /// Where one blob is inside its pack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlobEntry {

@@ -16,6 +16,7 @@ use crate::format::tree::NodeKind;
 use crate::ops::progress::{NoProgress, WorkProgress};
 use crate::ops::walk::{walk_paths, Descend};
 use crate::store::index::Location;
+use crate::store::lock::future_locks;
 use crate::store::packs::decode_blob;
 use crate::store::plans;
 use crate::{Repository, Result};
@@ -109,6 +110,16 @@ pub enum Finding {
         /// Its id.
         id: Id,
     },
+    /// A backup lock dated further in the future than clocks may differ:
+    /// it counts as live, so prune plans wait for it.
+    FutureLock {
+        /// Its key.
+        key: String,
+        /// The host it names.
+        host: String,
+        /// How far ahead of this host's clock, in minutes.
+        minutes_ahead: i64,
+    },
 }
 
 impl std::fmt::Display for Finding {
@@ -155,6 +166,12 @@ impl std::fmt::Display for Finding {
                 f,
                 "prune plan {} is damaged; the next prune removes it and judges its packs again",
                 id.short()
+            ),
+            Finding::FutureLock { key, host, minutes_ahead } => write!(
+                f,
+                "lock {key} of host {host} is dated {minutes_ahead} minutes in the future (a wrong clock, or forged); \
+                 prunes wait for it as for a running backup and free no space until it is stale; \
+                 fix that host's clock, or delete {key} if no backup runs there"
             ),
         }
     }
@@ -314,6 +331,13 @@ fn report_damaged_objects(repo: &Repository, report: &mut CheckReport) -> Result
             report.warnings.push(Finding::DamagedPlan { id: p.id });
         }
     }
+    for l in future_locks(&**repo.backend(), repo.codec())? {
+        report.warnings.push(Finding::FutureLock {
+            key: l.key,
+            host: l.host,
+            minutes_ahead: l.minutes_ahead,
+        });
+    }
     Ok(())
 }
 
@@ -325,6 +349,7 @@ fn read_pack(repo: &Repository, pack: &Id, entries: &[BlobEntry]) -> Result<u64,
         .parse_table(pack, footer, table.to_vec(), data_len)
         .map_err(|e| e.to_string())?;
     let listed: HashSet<Id> = own.iter().map(|e| e.id).collect();
+    let limits = repo.config().blob_limits();
     for e in entries {
         if !listed.contains(&e.id) {
             return Err(format!(
@@ -332,14 +357,16 @@ fn read_pack(repo: &Repository, pack: &Id, entries: &[BlobEntry]) -> Result<u64,
                 e.id.short()
             ));
         }
-        let stored = bytes
-            .get(e.offset as usize..(e.offset + u64::from(e.stored_len)) as usize)
+        let stored = e
+            .offset
+            .checked_add(u64::from(e.stored_len))
+            .and_then(|end| bytes.get(usize::try_from(e.offset).ok()?..usize::try_from(end).ok()?))
             .ok_or("blob extends past the end of the pack")?;
         let loc = Location {
             pack: *pack,
             entry: *e,
         };
-        decode_blob(repo.codec(), &loc, stored.to_vec()).map_err(|err| err.to_string())?;
+        decode_blob(repo.codec(), &limits, &loc, stored.to_vec()).map_err(|err| err.to_string())?;
     }
     Ok(entries.len() as u64)
 }

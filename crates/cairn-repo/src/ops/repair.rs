@@ -9,12 +9,12 @@ use cairn_chunk::Id;
 use serde::Serialize;
 
 use crate::format::layout::{self, FileType};
-use crate::format::pack::BlobKind;
+use crate::format::pack::{BlobEntry, BlobKind};
 use crate::format::segment::{PackRecord, Segment};
 use crate::format::tree::{NodeKind, Tree};
 use crate::ops::backup::hostname;
 use crate::store::packer::{Packer, Uploader};
-use crate::{Repository, Result};
+use crate::{Error, Repository, Result};
 
 /// What a rebuild found.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -25,29 +25,44 @@ pub struct RepairReport {
     pub blobs: u64,
     /// Old segments replaced.
     pub segments_replaced: u64,
-    /// Packs whose table could not be read (left out of the index).
+    /// Packs whose table fails verification at every read (damaged):
+    /// left out of the index, each named with the error.
     pub unreadable: Vec<String>,
 }
 
-/// Write one segment listing every readable pack, superseding the segments
+/// Reads of one pack's table before `repair index` gives up on it.
+const TABLE_READS: u32 = 3;
+
+/// Write one segment listing every stored pack, superseding the segments
 /// that existed when it started, then delete those and reload the local
 /// cache. Segments are listed before packs: a backup that finishes while the
 /// repair runs either wrote its segment before that listing (and its packs
 /// before the pack listing, so the new segment has them) or after it (and
 /// its segment is left alone).
+///
+/// A pack is never left out because one read failed: each table is read up
+/// to [`TABLE_READS`] times. A pack that still cannot be read fails the
+/// repair (naming it) before anything is replaced; only a pack whose table
+/// fails verification at every read (damaged, not a read that failed) is
+/// left out, and named.
 pub fn repair_index(repo: &Repository) -> Result<RepairReport> {
     let mut report = RepairReport::default();
     let old: Vec<Id> = repo.list(FileType::Index)?.into_keys().collect();
     let mut packs = Vec::new();
     for (pack, size) in repo.list(FileType::Pack)? {
-        match repo.read_pack_table(&pack, size) {
-            Ok(entries) => {
-                report.packs += 1;
-                report.blobs += entries.len() as u64;
-                packs.push(PackRecord { pack, entries });
+        let record = match read_table(repo, &pack, size) {
+            Ok(entries) => PackRecord { pack, entries },
+            // Deleted since the listing (by a prune): nothing to index.
+            Err(e) if e.is_not_found() => continue,
+            Err(e @ Error::Corrupt { .. }) => {
+                report.unreadable.push(e.to_string());
+                continue;
             }
-            Err(e) => report.unreadable.push(e.to_string()),
-        }
+            Err(e) => return Err(e),
+        };
+        report.packs += 1;
+        report.blobs += record.entries.len() as u64;
+        packs.push(record);
     }
     report.segments_replaced = old.len() as u64;
     repo.write_segment(Segment {
@@ -60,6 +75,21 @@ pub fn repair_index(repo: &Repository) -> Result<RepairReport> {
     repo.index().clear()?;
     repo.refresh_index()?;
     Ok(report)
+}
+
+/// A pack's table, read again after a failed or corrupted read (a flipped
+/// bit in transit fails verification once, not every time).
+fn read_table(repo: &Repository, pack: &Id, size: u64) -> Result<Vec<BlobEntry>> {
+    let mut attempt = 1;
+    loop {
+        match repo.read_pack_table(pack, size) {
+            Err(e) if attempt < TABLE_READS && !e.is_not_found() => {
+                std::thread::sleep(std::time::Duration::from_millis(50 * u64::from(attempt)));
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// How to repair snapshots.

@@ -105,14 +105,10 @@ pub(crate) fn create_private(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// A temporary name in a key's directory: random, never derived from the
+/// pid, so a file a killed process left is never in the way.
 fn temp_name() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    crate::random::unique_name(".tmp-")
 }
 
 /// Move `from` to `to` unless `to` exists (then `AlreadyExists`), atomically
@@ -212,10 +208,22 @@ impl Backend for LocalBackend {
         fs::read(self.path(key)).map_err(|e| self.err(key, e))
     }
 
+    /// A range past the end of the file fails (`UnexpectedEof`, naming
+    /// the key) before anything is allocated: the length may come from a
+    /// forged index.
     fn get_range(&self, key: &str, offset: u64, len: u64) -> BackendResult<Vec<u8>> {
         let read = || -> io::Result<Vec<u8>> {
             let f = self.open_cached(key)?;
-            let mut buf = vec![0u8; len as usize];
+            let size = f.metadata()?.len();
+            if offset.checked_add(len).is_none_or(|end| end > size) {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("range of {len} bytes at offset {offset} is past the end of the object ({size} bytes)"),
+                ));
+            }
+            let len = usize::try_from(len)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "range too large"))?;
+            let mut buf = vec![0u8; len];
             f.read_exact_at(&mut buf, offset)?;
             Ok(buf)
         };
@@ -320,6 +328,24 @@ mod tests {
         b.delete("snapshots/1").unwrap();
         assert!(keys(b.list("snapshots/").unwrap()).is_empty());
         assert!(matches!(b.get("nope"), Err(BackendError::NotFound { .. })));
+    }
+
+    #[test]
+    fn a_range_past_the_end_fails_naming_the_key_without_allocating_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        b.put("packs/ab/abcd", b"hello world").unwrap();
+        assert_eq!(b.get_range("packs/ab/abcd", 11, 0).unwrap(), b"");
+        for (offset, len) in [(6, 6), (11, 1), (50, 4), (0, u64::MAX), (u64::MAX, 2)] {
+            match b.get_range("packs/ab/abcd", offset, len) {
+                Err(BackendError::Io { key, source }) => {
+                    assert_eq!(source.kind(), io::ErrorKind::UnexpectedEof);
+                    assert!(key.ends_with("packs/ab/abcd"), "{key}");
+                    assert!(source.to_string().contains("past the end"), "{source}");
+                }
+                other => panic!("{offset}+{len}: {other:?}"),
+            }
+        }
     }
 
     #[test]

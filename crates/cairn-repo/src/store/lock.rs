@@ -30,6 +30,11 @@ use crate::{Backend, Error, Result};
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 /// How often a running backup refreshes its lock.
 const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+/// A lock dated further ahead than this was written by a clock cairn does
+/// not promise to work with (docs/FORMAT.md section 11), or forged. It
+/// still counts as live (so a prune plan waits for it, and nothing is
+/// deleted because of it), but `check` reports it.
+pub const FUTURE_TOLERANCE: Duration = Duration::from_secs(20 * 60);
 
 /// A held backup lock; released (deleted) on drop.
 pub struct BackupLock {
@@ -257,6 +262,54 @@ pub fn live_runs(backend: &dyn Backend, codec: &Codec) -> Result<HashSet<String>
         .collect())
 }
 
+/// A lock dated more than [`FUTURE_TOLERANCE`] ahead of this host's clock.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FutureLock {
+    /// Its key (`locks/<run>-<seq>`).
+    pub key: String,
+    /// The host it names.
+    pub host: String,
+    /// Its time, as written.
+    pub time: String,
+    /// How far ahead of this host's clock, in whole minutes.
+    pub minutes_ahead: i64,
+}
+
+/// Locks dated more than [`FUTURE_TOLERANCE`] in the future. Such a lock
+/// holds back every prune plan until its date is half an hour past, since
+/// [`live_runs`] counts it as live; only a user can tell a skewed clock
+/// from a forgery. Locks that cannot be read, or that are released while
+/// this lists them, are not reported here.
+pub fn future_locks(backend: &dyn Backend, codec: &Codec) -> Result<Vec<FutureLock>> {
+    let now = chrono::Utc::now();
+    let mut out = Vec::new();
+    for obj in backend.list(layout::LOCKS)? {
+        let Ok(bytes) = backend.get(&obj.key) else {
+            continue;
+        };
+        let Some(info) = codec
+            .open(Domain::Lock, None, bytes)
+            .ok()
+            .and_then(|plain| serde_json::from_slice::<LockInfo>(&plain).ok())
+        else {
+            continue;
+        };
+        let Ok(time) = chrono::DateTime::parse_from_rfc3339(&info.time) else {
+            continue;
+        };
+        let ahead = time.with_timezone(&chrono::Utc) - now;
+        if ahead.to_std().is_ok_and(|a| a > FUTURE_TOLERANCE) {
+            out.push(FutureLock {
+                key: obj.key,
+                host: info.host,
+                time: info.time,
+                minutes_ahead: ahead.num_minutes(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,5 +365,46 @@ mod tests {
             .put("locks/dead-00000000", &serde_json::to_vec(&old).unwrap())
             .unwrap();
         assert!(live_runs(&backend, &Codec::Plain).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_lock_dated_in_the_future_is_live_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::new(dir.path());
+        let at = |minutes: i64| {
+            (chrono::Utc::now() + chrono::Duration::minutes(minutes))
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
+        for (run, time) in [
+            ("skewed", at(10)),
+            ("ahead", at(90)),
+            ("forged", "9999-01-01T00:00:00Z".into()),
+        ] {
+            let info = LockInfo {
+                run: run.into(),
+                host: "h".into(),
+                pid: 1,
+                time,
+            };
+            backend
+                .put(
+                    &format!("locks/{run}-00000000"),
+                    &serde_json::to_vec(&info).unwrap(),
+                )
+                .unwrap();
+        }
+        let live = live_runs(&backend, &Codec::Plain).unwrap();
+        assert!(
+            ["skewed", "ahead", "forged"]
+                .iter()
+                .all(|r| live.contains(*r)),
+            "{live:?}"
+        );
+        let future: Vec<String> = future_locks(&backend, &Codec::Plain)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.key)
+            .collect();
+        assert_eq!(future, ["locks/ahead-00000000", "locks/forged-00000000"]);
     }
 }

@@ -25,7 +25,7 @@ use crate::format::pack::{
     PACK_SALT_LEN,
 };
 use crate::format::segment::PackRecord;
-use crate::random::random_bytes;
+use crate::random::{random_bytes, unique_name};
 use crate::store::backend::BackendError;
 use crate::store::local::{create_dir_durable, create_private};
 use crate::{Backend, Error, Result};
@@ -49,6 +49,9 @@ struct SpooledPack {
     id: Id,
     path: PathBuf,
     entries: Vec<BlobEntry>,
+    /// The spool file, open and locked until the pack is stored (see
+    /// [`clean_spool`]).
+    _locked: File,
 }
 
 /// One pack being filled.
@@ -77,53 +80,66 @@ pub fn spool_dir(backend: &dyn Backend) -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("cairn-spool"))
 }
 
-/// Remove spool files older than `age` whose process no longer runs (left
-/// by crashed backups); returns how many.
+/// Remove spool files older than `age` that no process is writing (left
+/// by crashed backups); returns how many. Only names cairn makes
+/// (`pack-...`) are touched.
 pub fn clean_spool(backend: &dyn Backend, age: std::time::Duration) -> u64 {
     let Ok(entries) = fs::read_dir(spool_dir(backend)) else {
         return 0;
     };
     let mut removed = 0;
     for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().starts_with("pack-") {
+            continue;
+        }
         let old = e
             .metadata()
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|a| a > age);
-        let name = e.file_name().to_string_lossy().into_owned();
-        if old && !writer_alive(&name) && fs::remove_file(e.path()).is_ok() {
+        if !old {
+            continue;
+        }
+        // Held until the file is removed, so no writer can take it meanwhile.
+        let Some(_unlocked) = lock_unless_written(&e.path()) else {
+            continue;
+        };
+        if fs::remove_file(e.path()).is_ok() {
             removed += 1;
         }
     }
     removed
 }
 
-/// Whether the process named in a spool file (`pack-<pid>-<n>`) runs here;
-/// names we did not make count as alive, so they are never removed.
-fn writer_alive(name: &str) -> bool {
-    let Some(rest) = name.strip_prefix("pack-") else {
-        return true;
-    };
-    let pid = rest.split('-').next().and_then(|p| p.parse::<i32>().ok());
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    pid.is_none_or(|p| unsafe { libc::kill(p, 0) } == 0)
+/// Try to take the lock every spool file's writer holds while the file is
+/// in use (an exclusive `flock`, released by the kernel when the writer
+/// exits, however it exits). `Some` (holding the lock) when no process has
+/// it; `None` when one does, or the file cannot be opened or locked (a
+/// filesystem without `flock` keeps its spool files).
+fn lock_unless_written(path: &Path) -> Option<File> {
+    let file = File::open(path).ok()?;
+    try_lock(&file).then_some(file)
 }
 
-fn spool_name() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "pack-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+/// Take an exclusive `flock` on `file` without waiting; whether it was taken.
+fn try_lock(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor `file` owns for the whole call.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
 
 impl PackWriter {
     fn create(spool: &Path) -> Result<PackWriter> {
         create_dir_durable(spool).map_err(|e| spool_err(spool, e))?;
-        let path = spool.join(spool_name());
+        // A random name, created exclusively: a file left by a dead process
+        // can never be in the way (a name made of the pid could be).
+        let path = spool.join(unique_name("pack-"));
         let file = create_private(&path).map_err(|e| spool_err(&path, e))?;
+        // Locked while this process has it (until the pack is stored), so
+        // `clean_spool` can tell a leftover from a file being written. A
+        // filesystem without `flock` only loses that cleaning.
+        try_lock(&file);
         let mut w = PackWriter {
             path,
             file: BufWriter::with_capacity(WRITE_BUFFER, file),
@@ -175,11 +191,15 @@ impl PackWriter {
             }
         };
         self.write(&trailer)?;
-        self.file.flush().map_err(|e| spool_err(&self.path, e))?;
+        let file = self
+            .file
+            .into_inner()
+            .map_err(|e| spool_err(&self.path, e.into_error()))?;
         Ok(SpooledPack {
             id: Id(*self.hasher.finalize().as_bytes()),
             path: self.path,
             entries: self.entries,
+            _locked: file,
         })
     }
 }
@@ -435,23 +455,45 @@ mod tests {
     use crate::LocalBackend;
 
     #[test]
-    fn clean_spool_removes_only_old_files_of_dead_writers() {
+    fn clean_spool_removes_only_old_files_no_process_writes() {
         let dir = tempfile::tempdir().unwrap();
         let b = LocalBackend::new(dir.path());
         let spool = spool_dir(&b);
         fs::create_dir_all(&spool).unwrap();
         let old = filetime::FileTime::from_unix_time(1_000_000_000, 0);
-        let dead = spool.join("pack-999999999-0");
-        let alive = spool.join(format!("pack-{}-0", std::process::id()));
-        let fresh = spool.join("pack-999999999-1");
+        let dead = spool.join(unique_name("pack-"));
+        // A leftover of an older cairn, named after its pid (ours, now).
+        let legacy = spool.join(format!("pack-{}-0", std::process::id()));
+        let written = spool.join(unique_name("pack-"));
+        let fresh = spool.join(unique_name("pack-"));
         let foreign = spool.join("notes.txt");
-        for p in [&dead, &alive, &fresh, &foreign] {
+        for p in [&dead, &legacy, &written, &fresh, &foreign] {
             fs::write(p, b"x").unwrap();
         }
-        for p in [&dead, &alive, &foreign] {
+        for p in [&dead, &legacy, &written, &foreign] {
             filetime::set_file_mtime(p, old).unwrap();
         }
+        let writer = File::open(&written).unwrap();
+        assert!(try_lock(&writer));
+        assert_eq!(clean_spool(&b, std::time::Duration::from_secs(3600)), 2);
+        assert!(!dead.exists() && !legacy.exists());
+        assert!(written.exists() && fresh.exists() && foreign.exists());
+        drop(writer);
         assert_eq!(clean_spool(&b, std::time::Duration::from_secs(3600)), 1);
-        assert!(!dead.exists() && alive.exists() && fresh.exists() && foreign.exists());
+        assert!(!written.exists());
+    }
+
+    #[test]
+    fn a_pack_being_built_or_waiting_for_upload_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join(".spool");
+        let mut w = PackWriter::create(&spool).unwrap();
+        w.write(b"blob").unwrap();
+        assert!(lock_unless_written(&w.path).is_none());
+        let pack = w.finish(&Codec::Plain).unwrap();
+        assert!(lock_unless_written(&pack.path).is_none());
+        let path = pack.path.clone();
+        drop(pack);
+        assert!(lock_unless_written(&path).is_some());
     }
 }

@@ -10,7 +10,7 @@ use super::repository::Repository;
 use crate::format::crypto::{Codec, Domain};
 use crate::format::layout::{self, FileType};
 use crate::format::pack::{
-    parse_any_footer, parse_entries, parse_table, BlobEntry, Footer, FOOTER_LEN,
+    parse_any_footer, parse_entries, parse_table, BlobEntry, BlobLimits, Footer, FOOTER_LEN,
 };
 use crate::{Error, Result};
 
@@ -41,16 +41,24 @@ impl Repository {
         data_len: u64,
     ) -> Result<Vec<BlobEntry>> {
         let corrupt = |e: String| Error::corrupt("pack", pack, e);
-        match footer {
-            Footer::Plain { hash, .. } => parse_entries(&table, &hash, data_len).map_err(corrupt),
+        let entries = match footer {
+            Footer::Plain { hash, .. } => {
+                parse_entries(&table, &hash, data_len).map_err(corrupt)?
+            }
             Footer::Sealed { .. } => {
                 let plain = self
                     .codec()
                     .open(Domain::PackTable, None, table)
                     .map_err(|e| corrupt(format!("entry table: {e}")))?;
-                parse_table(&plain, data_len).map_err(corrupt)
+                parse_table(&plain, data_len).map_err(corrupt)?
             }
-        }
+        };
+        let limits = self.config().blob_limits();
+        entries
+            .iter()
+            .try_for_each(|e| limits.check(e))
+            .map_err(corrupt)?;
+        Ok(entries)
     }
 
     /// A whole pack, checked against its name.
@@ -76,12 +84,16 @@ impl Repository {
         entries: &[BlobEntry],
         mut each: impl FnMut(&BlobEntry, Result<Vec<u8>>),
     ) {
+        let limits = self.config().blob_limits();
         self.read_ranges(pack, entries, |e, stored| {
             let loc = Location {
                 pack: *pack,
                 entry: *e,
             };
-            each(e, stored.and_then(|s| decode_blob(self.codec(), &loc, s)))
+            each(
+                e,
+                stored.and_then(|s| decode_blob(self.codec(), &limits, &loc, s)),
+            )
         })
     }
 
@@ -94,6 +106,7 @@ impl Repository {
         entries: &[BlobEntry],
         mut each: impl FnMut(&BlobEntry, Result<Vec<u8>>),
     ) {
+        let limits = self.config().blob_limits();
         self.read_ranges(pack, entries, |e, stored| {
             let loc = Location {
                 pack: *pack,
@@ -101,7 +114,7 @@ impl Repository {
             };
             let verified = stored.and_then(|s| {
                 let opened = open_blob(self.codec(), &loc, s)?;
-                decode_opened(self.codec(), &loc, opened.clone()).map(|_| opened)
+                decode_opened(self.codec(), &limits, &loc, opened.clone()).map(|_| opened)
             });
             each(e, verified)
         })
@@ -113,7 +126,32 @@ impl Repository {
         entries: &[BlobEntry],
         mut each: impl FnMut(&BlobEntry, Result<Vec<u8>>),
     ) {
-        let mut entries = entries.to_vec();
+        // Entries no blob can have (lengths beyond the repository's limits,
+        // or an end past u64) are never part of a read: a forged index
+        // must not choose how much is allocated.
+        let limits = self.config().blob_limits();
+        let mut entries: Vec<BlobEntry> = entries
+            .iter()
+            .filter(|e| {
+                let why = match limits.check(e) {
+                    Err(why) => why,
+                    Ok(()) if blob_end(e).is_none() => {
+                        format!("offset {} + length {} overflows", e.offset, e.stored_len)
+                    }
+                    Ok(()) => return true,
+                };
+                each(
+                    e,
+                    Err(Error::corrupt(
+                        "blob",
+                        e.id,
+                        format!("in pack {}: {why}", pack.short()),
+                    )),
+                );
+                false
+            })
+            .copied()
+            .collect();
         entries.sort_by_key(|e| e.offset);
         let key = layout::key(FileType::Pack, pack);
         for run in read_runs(&entries) {
@@ -121,11 +159,7 @@ impl Repository {
             // Not the last blob's end: a blob that starts earlier can end
             // later (an empty blob shares its offset with the next one, and
             // a forged index can make blobs overlap).
-            let end = run
-                .iter()
-                .map(|e| e.offset.saturating_add(u64::from(e.stored_len)))
-                .max()
-                .unwrap_or(start);
+            let end = run.iter().filter_map(blob_end).max().unwrap_or(start);
             match self.backend().get_range(&key, start, end - start) {
                 Ok(bytes) => {
                     for e in run {
@@ -147,7 +181,14 @@ impl Repository {
     }
 }
 
+/// Where a blob ends in its pack; `None` past u64 (a forged entry).
+fn blob_end(e: &BlobEntry) -> Option<u64> {
+    e.offset.checked_add(u64::from(e.stored_len))
+}
+
 /// Entries of a pack in offset order, grouped into ranges read at once.
+/// Nothing overflows whatever the entries claim: an entry whose end is
+/// past u64 is read on its own (and callers reject it before).
 pub(crate) fn read_runs(entries: &[BlobEntry]) -> Vec<&[BlobEntry]> {
     const GAP: u64 = 64 << 10;
     const MAX: u64 = 2 << 20;
@@ -155,11 +196,12 @@ pub(crate) fn read_runs(entries: &[BlobEntry]) -> Vec<&[BlobEntry]> {
     let mut start = 0;
     for i in 1..=entries.len() {
         let split = i == entries.len() || {
-            let prev = &entries[i - 1];
-            let next = &entries[i];
-            let prev_end = prev.offset + u64::from(prev.stored_len);
-            next.offset > prev_end + GAP
-                || next.offset + u64::from(next.stored_len) - entries[start].offset > MAX
+            let (prev, next) = (&entries[i - 1], &entries[i]);
+            let joined = blob_end(prev)
+                .and_then(|prev_end| prev_end.checked_add(GAP))
+                .is_some_and(|reach| next.offset <= reach);
+            let span = blob_end(next).and_then(|end| end.checked_sub(entries[start].offset));
+            !joined || span.is_none_or(|span| span > MAX)
         };
         if split {
             runs.push(&entries[start..i]);
@@ -169,10 +211,16 @@ pub(crate) fn read_runs(entries: &[BlobEntry]) -> Vec<&[BlobEntry]> {
     runs
 }
 
-/// Open (if sealed), decompress and verify a blob's stored bytes.
-pub fn decode_blob(codec: &Codec, loc: &Location, stored: Vec<u8>) -> Result<Vec<u8>> {
+/// Open (if sealed), decompress and verify a blob's stored bytes; nothing
+/// is allocated beyond what `limits` allow a blob of its kind.
+pub fn decode_blob(
+    codec: &Codec,
+    limits: &BlobLimits,
+    loc: &Location,
+    stored: Vec<u8>,
+) -> Result<Vec<u8>> {
     let opened = open_blob(codec, loc, stored)?;
-    decode_opened(codec, loc, opened)
+    decode_opened(codec, limits, loc, opened)
 }
 
 /// The stored bytes of a blob with their seal removed and checked.
@@ -183,9 +231,19 @@ fn open_blob(codec: &Codec, loc: &Location, stored: Vec<u8>) -> Result<Vec<u8>> 
         .map_err(|err| Error::corrupt("blob", e.id, format!("in pack {}: {err}", loc.pack.short())))
 }
 
-/// Decompress and check a blob against its id and length.
-fn decode_opened(codec: &Codec, loc: &Location, stored: Vec<u8>) -> Result<Vec<u8>> {
+/// Decompress and check a blob against its id and length. The output is
+/// never larger than the largest plain blob of its kind (`limits`): the
+/// length an entry claims is not trusted with an allocation.
+fn decode_opened(
+    codec: &Codec,
+    limits: &BlobLimits,
+    loc: &Location,
+    stored: Vec<u8>,
+) -> Result<Vec<u8>> {
     let e = &loc.entry;
+    limits.check(e).map_err(|why| {
+        Error::corrupt("blob", e.id, format!("in pack {}: {why}", loc.pack.short()))
+    })?;
     let raw = if e.compressed() {
         decompress(&stored, e.raw_len as usize).map_err(|err| {
             Error::corrupt("blob", e.id, format!("in pack {}: {err}", loc.pack.short()))
@@ -244,5 +302,56 @@ mod tests {
         let sizes: Vec<usize> = read_runs(&entries).iter().map(|r| r.len()).collect();
         assert_eq!(sizes, vec![2, 2, 1]);
         assert!(read_runs(&[]).is_empty());
+    }
+
+    #[test]
+    fn grouping_reads_never_overflows_whatever_the_entries_claim() {
+        let entry = |offset: u64, len: u32| BlobEntry {
+            id: Id::of(&offset.to_le_bytes()),
+            kind: BlobKind::Data,
+            flags: 0,
+            stored_len: len,
+            raw_len: len,
+            offset,
+        };
+        let entries = vec![
+            entry(0, 10),
+            entry(u64::MAX - 100, 50),
+            entry(u64::MAX - 40, 30),
+            entry(u64::MAX - 5, u32::MAX),
+            entry(u64::MAX, 1),
+        ];
+        let runs = read_runs(&entries);
+        assert_eq!(runs.iter().map(|r| r.len()).sum::<usize>(), entries.len());
+        assert_eq!(runs[0].len(), 1);
+    }
+
+    #[test]
+    fn a_blob_claiming_more_than_a_chunk_is_corrupt_before_any_allocation() {
+        let limits = BlobLimits { max_chunk: 1 << 20 };
+        let loc = |raw_len: u32, stored_len: u32| Location {
+            pack: Id::of(b"pack"),
+            entry: BlobEntry {
+                id: Id::of(b"blob"),
+                kind: BlobKind::Data,
+                flags: crate::format::pack::FLAG_ZSTD,
+                stored_len,
+                raw_len,
+                offset: 0,
+            },
+        };
+        // A zstd frame that would expand to 2 MiB, claimed as such.
+        let z = cairn_chunk::Compression::Zstd(1)
+            .compress(&vec![0u8; 2 << 20])
+            .unwrap();
+        let stored_len = z.len() as u32;
+        let e =
+            decode_blob(&Codec::Plain, &limits, &loc(2 << 20, stored_len), z.clone()).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+        assert!(e.to_string().contains("plain length"), "{e}");
+        let e = decode_blob(&Codec::Plain, &limits, &loc(u32::MAX, stored_len), z).unwrap_err();
+        assert!(e.to_string().contains("plain length"), "{e}");
+        let e = decode_blob(&Codec::Plain, &limits, &loc(100, u32::MAX), Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("stored length"), "{e}");
     }
 }

@@ -274,7 +274,9 @@ impl Repository {
             .codec
             .open(Domain::Index, None, bytes)
             .map_err(|e| Error::corrupt("index segment", id, e))?;
-        Segment::decode(&plain).map_err(|e| Error::corrupt("index segment", id, e))
+        let segment = Segment::decode(&plain)
+            .and_then(|s| s.check_limits(&self.config.blob_limits()).map(|()| s));
+        segment.map_err(|e| Error::corrupt("index segment", id, e))
     }
 
     /// Store a segment durably, then record it in the cache. A random id
@@ -323,10 +325,14 @@ impl Repository {
         let e = &loc.entry;
         let cached_as = (e.kind == BlobKind::Tree).then(|| format!("trees/{}", e.id));
         if let Some(stored) = cached_as.as_deref().and_then(|k| self.objects.get(k)) {
-            if let Ok(raw) = decode_blob(&self.codec, loc, stored) {
+            if let Ok(raw) = decode_blob(&self.codec, &self.config.blob_limits(), loc, stored) {
                 return Ok(raw);
             }
         }
+        let limits = self.config.blob_limits();
+        limits.check(e).map_err(|why| {
+            Error::corrupt("blob", e.id, format!("in pack {}: {why}", loc.pack.short()))
+        })?;
         let key = layout::key(FileType::Pack, &loc.pack);
         let stored = self
             .backend()
@@ -334,7 +340,7 @@ impl Repository {
         if let Some(k) = &cached_as {
             self.objects.put(k, &stored);
         }
-        decode_blob(&self.codec, loc, stored)
+        decode_blob(&self.codec, &limits, loc, stored)
     }
 
     /// Load and decode a tree.
