@@ -309,6 +309,7 @@ mod tests {
             parent: None,
             walk: Default::default(),
             dry_run: false,
+            docker: None,
         };
         backup(repo, &opts, &Quiet).unwrap().snapshot_id.unwrap()
     }
