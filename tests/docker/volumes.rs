@@ -519,3 +519,97 @@ fn unknown_volume_and_unreachable_engine_are_one_line_each() {
         "{line}"
     );
 }
+
+fn wait_until_ready(container: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !docker_output(&["exec", container, "pg_isready", "-q"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "{container} not ready after 90 s");
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Rows, their sum and committed pgbench transactions.
+fn totals(container: &str) -> String {
+    docker(&[
+        "exec",
+        container,
+        "psql",
+        "-Atc",
+        "SELECT (SELECT count(*) FROM pgbench_accounts), (SELECT sum(abalance) FROM pgbench_accounts), (SELECT count(*) FROM pgbench_history)",
+        "postgres",
+    ])
+}
+
+#[test]
+fn postgres_under_load_backed_up_with_stop_restores_into_a_server_with_equal_totals() {
+    if !engine_or_skip(
+        "postgres_under_load_backed_up_with_stop_restores_into_a_server_with_equal_totals",
+    ) {
+        return;
+    }
+    build_images(&["postgres"]);
+    const POSTGRES: &str = "cairn-test-postgres";
+    const PGDATA: &str = "/var/lib/postgresql/data";
+    let mut scratch = Scratch::default();
+    let pgdata = scratch.volume("pgdata", &["--label", "app=postgres"]);
+    let db = scratch.run(
+        "db",
+        &["--stop-timeout=60", "-v", &format!("{pgdata}:{PGDATA}")],
+        POSTGRES,
+        &[],
+    );
+    wait_until_ready(&db);
+    docker(&["exec", &db, "pgbench", "-q", "-i", "-s", "2", "postgres"]);
+    let load = {
+        let db = db.clone();
+        thread::spawn(move || {
+            docker_output(&["exec", &db, "pgbench", "-c", "4", "-j", "2", "-T", "60", "postgres"])
+        })
+    };
+    thread::sleep(Duration::from_secs(3));
+    let before = started_at(&db);
+
+    let env = Env::new();
+    let (_, summary) = json_run(&env, &["backup", "--docker-volume", &pgdata, "--stop"]);
+    let downtime = summary["downtime_s"].as_f64().expect("downtime reported");
+    assert_eq!(summary["stopped_containers"], serde_json::json!([db]));
+    assert!(running(&db), "the server runs again");
+    assert_ne!(started_at(&db), before);
+    let load = load.join().unwrap();
+    assert!(!load.status.success(), "pgbench ran to its end: the stop did not interrupt it");
+    wait_until_ready(&db);
+    let at_stop = totals(&db);
+    let live = &summary["live_pass"];
+    eprintln!(
+        "live pass {:.2}s ({} bytes read), downtime {downtime:.2}s, stopped pass {:.2}s ({} bytes read); totals {at_stop}",
+        live["duration_s"].as_f64().unwrap(),
+        live["bytes_read"],
+        summary["duration_s"].as_f64().unwrap(),
+        summary["bytes_read"],
+    );
+
+    let restored = scratch.later_volume("pgdata2");
+    env.ok([
+        "restore",
+        "latest",
+        "--volume",
+        pgdata.as_str(),
+        "--to-docker-volume",
+        &restored,
+    ]);
+    assert_eq!(
+        docker(&["volume", "inspect", "-f", "{{.Labels.app}}", &restored]),
+        "postgres"
+    );
+    let db2 = scratch.run(
+        "db2",
+        &["--stop-timeout=60", "-v", &format!("{restored}:{PGDATA}")],
+        POSTGRES,
+        &[],
+    );
+    wait_until_ready(&db2);
+    assert_eq!(totals(&db2), at_stop, "the restored server holds what the first held at the stop");
+}
