@@ -113,6 +113,9 @@ pub fn backup(cli: &Cli, out: &Out, args: &BackupArgs) -> Result<u8> {
 fn backup_after_pre(cli: &Cli, out: &Out, args: &BackupArgs) -> Result<u8> {
     let d = &args.docker;
     let selection = d.selection();
+    if d.stop && selection.is_empty() {
+        anyhow::bail!("--stop stops the containers using a Docker volume: give --docker-volume, --docker-container or --docker-all");
+    }
     let engine = if selection.is_empty() && d.exec.is_empty() {
         None
     } else {
