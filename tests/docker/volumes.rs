@@ -189,10 +189,7 @@ fn backup_by_volume_name_records_the_volume_and_restores_into_a_new_one() {
     assert_eq!(snap["docker"]["containers"][0], user.as_str());
 
     let restored = scratch.later_volume("restored");
-    let (_, r) = json_run(
-        &env,
-        &["restore", &id, "--to-docker-volume", &restored],
-    );
+    let (_, r) = json_run(&env, &["restore", &id, "--to-docker-volume", &restored]);
     assert_eq!(r["volume_created"], true);
     assert_eq!(
         docker(&["volume", "inspect", "-f", "{{.Labels.app}}", &restored]),
@@ -240,7 +237,12 @@ fn restore_into_an_existing_volume_refuses_when_in_use_or_not_empty() {
     let user = scratch.run("user", &["-v", &format!("{busy}:/data")], BUSYBOX, &[]);
     let out = env.run(["restore", "latest", "--to-docker-volume", &busy, "--delete"]);
     let line = assert_one_line_error(&out, "restore into a volume in use");
-    assert!(line.contains(&format!("Docker volume {busy} is in use by running container(s) {user}")), "{line}");
+    assert!(
+        line.contains(&format!(
+            "Docker volume {busy} is in use by running container(s) {user}"
+        )),
+        "{line}"
+    );
 
     docker(&["stop", "-t", "1", &user]);
     let out = env.run(["restore", "latest", "--to-docker-volume", &busy]);
@@ -264,7 +266,11 @@ fn stop_backs_up_twice_and_starts_the_containers_again() {
         "writer",
         &["--stop-timeout=1", "-v", &format!("{data}:/data")],
         BUSYBOX,
-        &["sh", "-c", "while true; do date >> /data/log; sleep 0.1; done"],
+        &[
+            "sh",
+            "-c",
+            "while true; do date >> /data/log; sleep 0.1; done",
+        ],
     );
     let idle = scratch.run("idle", &["-v", &format!("{data}:/data:ro")], BUSYBOX, &[]);
     docker(&["stop", "-t", "1", &idle]);
@@ -313,7 +319,11 @@ fn the_stop_label_stops_a_container_without_the_flag() {
     let (_, summary) = json_run(&env, &["backup", "--docker-volume", &data]);
     assert_eq!(summary["stopped_containers"], serde_json::json!([labelled]));
     assert!(running(&labelled));
-    assert_eq!(started_at(&plain), plain_started, "unlabelled: left running");
+    assert_eq!(
+        started_at(&plain),
+        plain_started,
+        "unlabelled: left running"
+    );
 }
 
 #[test]
@@ -325,7 +335,10 @@ fn interrupted_while_stopped_the_containers_still_start_again() {
     let mut scratch = Scratch::default();
     let data = scratch.volume("data", &[]);
     // A big file rewritten all the time: the stopped pass must read it again.
-    in_volume(&data, "dd if=/dev/urandom of=/v/big bs=1M count=200 2>/dev/null");
+    in_volume(
+        &data,
+        "dd if=/dev/urandom of=/v/big bs=1M count=200 2>/dev/null",
+    );
     let user = scratch.run(
         "churn",
         &["--stop-timeout=1", "-v", &format!("{data}:/data")],
@@ -395,7 +408,10 @@ fn a_failing_pre_command_aborts_with_its_output_and_post_still_runs() {
     assert_exit(&out, 1, "backup with a failing --pre");
     let err = stderr(&out);
     assert!(err.contains("flushing failed"), "{err}");
-    assert!(err.contains("pre command `echo flushing failed; exit 3` exited with code 3"), "{err}");
+    assert!(
+        err.contains("pre command `echo flushing failed; exit 3` exited with code 3"),
+        "{err}"
+    );
     assert!(marker.exists(), "--post ran");
     assert!(!env.repo.exists(), "nothing was backed up");
 }
@@ -418,7 +434,11 @@ fn exec_runs_in_the_container_and_its_output_is_shown() {
     let failing = format!("{db}:sh -c 'echo no server; exit 2'");
     let out = env.run(["backup", "--docker-volume", &data, "--exec", &failing]);
     assert_exit(&out, 1, "a failing --exec");
-    assert!(stderr(&out).contains("exited with code 2: no server"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exited with code 2: no server"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(env.snapshots().len(), 1, "no new snapshot");
 }
 
@@ -452,7 +472,10 @@ fn stdin_from_command_stores_its_output_and_a_failure_saves_nothing() {
         "echo partial; exit 7",
     ]);
     let line = assert_one_line_error(&out, "a failing --stdin-from-command");
-    assert!(line.contains("exited with code 7; no snapshot was saved"), "{line}");
+    assert!(
+        line.contains("exited with code 7; no snapshot was saved"),
+        "{line}"
+    );
     assert_eq!(env.snapshots().len(), 1);
 }
 
@@ -507,7 +530,10 @@ fn unknown_volume_and_unreachable_engine_are_one_line_each() {
     let env = Env::new();
     let out = env.run(["backup", "--docker-volume", "cairn-cli-it-no-such-volume"]);
     let line = assert_one_line_error(&out, "unknown volume");
-    assert!(line.contains("no Docker volume named cairn-cli-it-no-such-volume"), "{line}");
+    assert!(
+        line.contains("no Docker volume named cairn-cli-it-no-such-volume"),
+        "{line}"
+    );
 
     let mut cmd = env.cmd();
     cmd.env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
@@ -526,7 +552,10 @@ fn wait_until_ready(container: &str) {
         .status
         .success()
     {
-        assert!(Instant::now() < deadline, "{container} not ready after 90 s");
+        assert!(
+            Instant::now() < deadline,
+            "{container} not ready after 90 s"
+        );
         thread::sleep(Duration::from_millis(200));
     }
 }
@@ -566,7 +595,9 @@ fn postgres_under_load_backed_up_with_stop_restores_into_a_server_with_equal_tot
     let load = {
         let db = db.clone();
         thread::spawn(move || {
-            docker_output(&["exec", &db, "pgbench", "-c", "4", "-j", "2", "-T", "60", "postgres"])
+            docker_output(&[
+                "exec", &db, "pgbench", "-c", "4", "-j", "2", "-T", "60", "postgres",
+            ])
         })
     };
     thread::sleep(Duration::from_secs(3));
@@ -579,7 +610,10 @@ fn postgres_under_load_backed_up_with_stop_restores_into_a_server_with_equal_tot
     assert!(running(&db), "the server runs again");
     assert_ne!(started_at(&db), before);
     let load = load.join().unwrap();
-    assert!(!load.status.success(), "pgbench ran to its end: the stop did not interrupt it");
+    assert!(
+        !load.status.success(),
+        "pgbench ran to its end: the stop did not interrupt it"
+    );
     wait_until_ready(&db);
     let at_stop = totals(&db);
     let live = &summary["live_pass"];
@@ -611,5 +645,9 @@ fn postgres_under_load_backed_up_with_stop_restores_into_a_server_with_equal_tot
         &[],
     );
     wait_until_ready(&db2);
-    assert_eq!(totals(&db2), at_stop, "the restored server holds what the first held at the stop");
+    assert_eq!(
+        totals(&db2),
+        at_stop,
+        "the restored server holds what the first held at the stop"
+    );
 }

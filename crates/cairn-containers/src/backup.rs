@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use cairn_chunk::WalkOptions;
 use cairn_docker::{ContainerInfo, Engine, StoppedContainers, VolumeInfo};
-use cairn_repo::ops::backup::{self as engine, BackupOptions, BackupOutcome, Progress};
 use cairn_repo::format::snapshot::Summary;
+use cairn_repo::ops::backup::{self as engine, BackupOptions, BackupOutcome, Progress};
 use cairn_repo::{DockerVolume, Repository};
 
 use crate::error::{Error, Result};
@@ -137,10 +137,7 @@ pub fn backup_volume(
         Err(source) => {
             return Err(Error::NotRestarted {
                 volume: name.to_string(),
-                snapshot: outcome
-                    .snapshot_id
-                    .map(|i| i.short())
-                    .unwrap_or_default(),
+                snapshot: outcome.snapshot_id.map(|i| i.short()).unwrap_or_default(),
                 source,
             })
         }

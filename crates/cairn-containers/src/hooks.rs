@@ -61,10 +61,14 @@ pub fn spool_command(cmd: &str, name: &str, spool_dir: Option<&Path>) -> Result<
     check_file_name(name)?;
     let io = |what: String| move |source| Error::Io { what, source };
     let dir = match spool_dir {
-        Some(d) => tempfile::Builder::new().prefix("cairn-stdin-").tempdir_in(d),
+        Some(d) => tempfile::Builder::new()
+            .prefix("cairn-stdin-")
+            .tempdir_in(d),
         None => tempfile::Builder::new().prefix("cairn-stdin-").tempdir(),
     }
-    .map_err(io("creating a spool directory for --stdin-from-command".into()))?;
+    .map_err(io(
+        "creating a spool directory for --stdin-from-command".into()
+    ))?;
     let path = dir.path().join(name);
     let file = File::create(&path).map_err(io(format!("{}", path.display())))?;
     let failed = |status: String| Error::CommandFailed {
@@ -85,8 +89,7 @@ pub fn spool_command(cmd: &str, name: &str, spool_dir: Option<&Path>) -> Result<
 
 /// A file name for `--stdin-name`: one path component.
 fn check_file_name(name: &str) -> Result<()> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0')
-    {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
         return Err(Error::BadArgument(format!(
             "--stdin-name {name:?}: give a file name (no `/`, not `.` or `..`)"
         )));

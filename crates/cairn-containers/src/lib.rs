@@ -31,7 +31,7 @@ mod status;
 
 pub use backup::{backup_volume, VolumeBackup, VolumeBackupOptions};
 pub use error::{Error, Result};
-pub use hooks::{run_exec, run_host_command, spool_command, split_words, ExecSpec, Spooled};
+pub use hooks::{run_exec, run_host_command, split_words, spool_command, ExecSpec, Spooled};
 pub use restore::{prepare_restore, RestoreTarget};
 pub use select::{select_volumes, Selection};
 pub use status::{volume_statuses, VolumeStatus};

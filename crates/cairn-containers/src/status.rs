@@ -27,7 +27,10 @@ pub fn volume_statuses(docker: &Engine, snapshots: &[(Id, Snapshot)]) -> Result<
     for entry in snapshots {
         let slot = by_volume.entry(entry.1.volume.as_str()).or_default();
         slot.0 += 1;
-        if slot.1.is_none_or(|(_, s)| s.timestamp() <= entry.1.timestamp()) {
+        if slot
+            .1
+            .is_none_or(|(_, s)| s.timestamp() <= entry.1.timestamp())
+        {
             slot.1 = Some(entry);
         }
     }
