@@ -497,14 +497,13 @@ fn docker_container_backs_up_each_of_its_volumes() {
     );
     let env = Env::new();
     let (_, summary) = json_run(&env, &["backup", "--docker-container", &holder]);
-    let volumes: Vec<&str> = summary["volumes"]
+    let mut got: Vec<&str> = summary["volumes"]
         .as_array()
         .unwrap()
         .iter()
         .map(|v| v["volume"].as_str().unwrap())
         .collect();
-    let mut expected = vec![a.as_str(), b.as_str()];
-    let mut got = volumes.clone();
+    let mut expected = [a.as_str(), b.as_str()];
     got.sort();
     expected.sort();
     assert_eq!(got, expected);
