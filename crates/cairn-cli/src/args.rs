@@ -60,7 +60,7 @@ pub enum Command {
     /// Create a repository.
     Init(InitArgs),
     /// Snapshot one or more directory trees.
-    Backup(BackupArgs),
+    Backup(Box<BackupArgs>),
     /// List snapshots.
     Snapshots(FilterArgs),
     /// List the tree of a snapshot.

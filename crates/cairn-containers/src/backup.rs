@@ -138,7 +138,7 @@ pub fn backup_volume(
             return Err(Error::NotRestarted {
                 volume: name.to_string(),
                 snapshot: outcome.snapshot_id.map(|i| i.short()).unwrap_or_default(),
-                source,
+                source: Box::new(source),
             })
         }
     };

@@ -25,9 +25,9 @@ pub enum Error {
         volume: String,
         /// The saved snapshot's short id.
         snapshot: String,
-        /// Which containers are still stopped.
+        /// Which containers are still stopped (boxed: rare, and large).
         #[source]
-        source: cairn_docker::Error,
+        source: Box<cairn_docker::Error>,
     },
     /// A host command (`--pre`, `--post`, `--stdin-from-command`) failed.
     #[error("{which} command `{cmd}` {status}")]

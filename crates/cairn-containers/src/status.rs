@@ -23,7 +23,9 @@ pub struct VolumeStatus {
 /// Every volume of the engine (sorted by name), each with the newest of
 /// `snapshots` whose volume has its name (any host).
 pub fn volume_statuses(docker: &Engine, snapshots: &[(Id, Snapshot)]) -> Result<Vec<VolumeStatus>> {
-    let mut by_volume: BTreeMap<&str, (usize, Option<&(Id, Snapshot)>)> = BTreeMap::new();
+    // Per volume name: how many snapshots, and the newest.
+    type Seen<'a> = (usize, Option<&'a (Id, Snapshot)>);
+    let mut by_volume: BTreeMap<&str, Seen> = BTreeMap::new();
     for entry in snapshots {
         let slot = by_volume.entry(entry.1.volume.as_str()).or_default();
         slot.0 += 1;
