@@ -109,6 +109,7 @@ impl Forge {
             summary: Summary::default(),
             program: "forge".into(),
             original: None,
+            docker: None,
         };
         self.repo.save_snapshot(&snap).unwrap().to_hex()
     }

@@ -7,3 +7,4 @@ mod common;
 
 mod image;
 mod manifests;
+mod volumes;

@@ -60,7 +60,7 @@ pub enum Command {
     /// Create a repository.
     Init(InitArgs),
     /// Snapshot one or more directory trees.
-    Backup(BackupArgs),
+    Backup(Box<BackupArgs>),
     /// List snapshots.
     Snapshots(FilterArgs),
     /// List the tree of a snapshot.
@@ -69,6 +69,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Print a repository object as JSON.
     Cat(CatArgs),
+    /// List the Docker engine's volumes with their latest snapshot, its age and size.
+    Volumes,
     /// Show what changed between two snapshots.
     Diff(DiffArgs),
     /// Mount the repository read-only (FUSE) until Ctrl-C or `fusermount3 -u`.
@@ -287,7 +289,11 @@ pub struct FilterArgs {
 #[derive(Args, Debug, Clone)]
 pub struct BackupArgs {
     /// Directories (or files) to back up.
-    #[arg(required = true, value_name = "PATH")]
+    #[arg(
+        value_name = "PATH",
+        required_unless_present_any = ["docker_volume", "docker_container", "docker_all", "stdin_from_command"],
+        conflicts_with_all = ["docker_volume", "docker_container", "docker_all", "stdin_from_command"]
+    )]
     pub paths: Vec<PathBuf>,
     /// Volume name. Default: the last component of the single PATH.
     #[arg(long)]
@@ -315,7 +321,64 @@ pub struct BackupArgs {
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]
+    pub docker: DockerBackupArgs,
+    #[command(flatten)]
     pub chunk: ChunkArgs,
+}
+
+/// Docker volumes, consistency hooks and command output (`backup`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct DockerBackupArgs {
+    /// Back up this Docker named volume, found through the engine
+    /// (DOCKER_HOST or /var/run/docker.sock); repeatable, one snapshot each,
+    /// the volume's name as the snapshot's volume.
+    #[arg(long, value_name = "NAME", conflicts_with = "volume")]
+    pub docker_volume: Vec<String>,
+    /// Back up every volume this container mounts, one snapshot each (repeatable).
+    #[arg(long, value_name = "NAME", conflicts_with = "volume")]
+    pub docker_container: Vec<String>,
+    /// Back up every volume of the engine (narrowed by --label).
+    #[arg(long, conflicts_with = "volume")]
+    pub docker_all: bool,
+    /// With --docker-all: only volumes with this label (KEY or KEY=VALUE; repeatable, all must match).
+    #[arg(long, value_name = "KEY[=VALUE]", requires = "docker_all")]
+    pub label: Vec<String>,
+    /// Stop the running containers that mount a volume for its backup: a
+    /// first pass runs while they run, then they are stopped for an
+    /// incremental pass and started again however it ends.
+    #[arg(long)]
+    pub stop: bool,
+    /// Run this command (sh -c) on the host before the backup; if it fails,
+    /// nothing is backed up.
+    #[arg(long, value_name = "CMD")]
+    pub pre: Option<String>,
+    /// Run this command (sh -c) on the host after the backup, whatever happened.
+    #[arg(long, value_name = "CMD")]
+    pub post: Option<String>,
+    /// Run CMD (no shell) in a running container before the backup, e.g.
+    /// 'db:psql -U postgres -c CHECKPOINT'; if it fails, nothing is backed
+    /// up (repeatable, run in order).
+    #[arg(long, value_name = "CONTAINER:CMD")]
+    pub exec: Vec<String>,
+    /// Store the output of this command (sh -c) as a file of the snapshot
+    /// (pg_dump, mysqldump); if it fails, no snapshot is saved.
+    #[arg(long, value_name = "CMD")]
+    pub stdin_from_command: Option<String>,
+    /// The file name --stdin-from-command's output gets in the snapshot (default: stdin).
+    #[arg(long, value_name = "NAME", requires = "stdin_from_command")]
+    pub stdin_name: Option<String>,
+}
+
+impl DockerBackupArgs {
+    /// The volumes asked for by name, container or label.
+    pub fn selection(&self) -> cairn_containers::Selection {
+        cairn_containers::Selection {
+            volumes: self.docker_volume.clone(),
+            containers: self.docker_container.clone(),
+            all: self.docker_all,
+            labels: self.label.clone(),
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -337,8 +400,18 @@ pub struct RestoreArgs {
     #[arg(value_name = "SNAP[:SUBPATH]")]
     pub snapshot: String,
     /// Directory to restore into.
-    #[arg(long, value_name = "DIR")]
-    pub target: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "to_docker_volume")]
+    pub target: Option<PathBuf>,
+    /// Restore into this Docker named volume: created with the driver,
+    /// labels and options recorded at backup if it does not exist; an
+    /// existing one must not be in use (unless --stop) and must be empty
+    /// (unless --delete).
+    #[arg(long, value_name = "NAME", conflicts_with = "target")]
+    pub to_docker_volume: Option<String>,
+    /// With --to-docker-volume: stop the running containers that use the
+    /// volume for the restore, and start them again afterwards.
+    #[arg(long, requires = "to_docker_volume")]
+    pub stop: bool,
     /// Only restore paths matching this glob (repeatable).
     #[arg(long = "include", value_name = "GLOB")]
     pub includes: Vec<String>,

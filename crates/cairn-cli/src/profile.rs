@@ -53,6 +53,10 @@ pub struct Volume {
     pub path: Option<PathBuf>,
     /// Or a Docker named volume.
     pub docker_volume: Option<String>,
+    /// With `docker-volume`: stop the running containers that mount it for
+    /// an incremental second pass (as `backup --stop`).
+    #[serde(default)]
+    pub stop: bool,
     /// Tags of its snapshots.
     #[serde(default)]
     pub tags: Vec<String>,
@@ -243,7 +247,8 @@ check-every = "1d"                       # the same for check
 check-read-data-subset = "2%"            # share of packs a check reads and verifies
 
 [volumes.pgdata]
-docker-volume = "pgdata"                 # a Docker named volume ...
+docker-volume = "pgdata"                 # a Docker named volume (its snapshots are named after it) ...
+stop = true                              # stop the containers using it for an incremental pass
 tags = ["hourly"]
 keep = { last = 24, daily = 7, weekly = 4, monthly = 6 }
 

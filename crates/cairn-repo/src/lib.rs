@@ -31,7 +31,7 @@ pub mod store;
 pub use cairn_chunk::Id;
 pub use error::{Error, Result};
 pub use format::config::Config;
-pub use format::snapshot::{Filter, Snapshot};
+pub use format::snapshot::{DockerVolume, Filter, Snapshot};
 pub use format::tree::{Node, NodeKind, Tree};
 pub use store::backend::{Backend, BackendError, LocationState, ObjectInfo, RequestStats};
 pub use store::local::LocalBackend;

@@ -91,6 +91,7 @@ fn snapshot(repo: &Repository, tree: &[u8]) -> (Id, Snapshot) {
         summary: Summary::default(),
         program: "test".into(),
         original: None,
+        docker: None,
     };
     (repo.save_snapshot(&snap).unwrap(), snap)
 }

@@ -133,5 +133,6 @@ fn snapshot(n: usize, tree: Id, time: chrono::DateTime<chrono::Utc>) -> Snapshot
         },
         program: "big_repo example".into(),
         original: None,
+        docker: None,
     }
 }

@@ -34,7 +34,7 @@ fn default_volume(paths: &[PathBuf]) -> String {
     paths.iter().map(|p| name(p)).collect::<Vec<_>>().join("+")
 }
 
-fn read_exclude_files(files: &[PathBuf]) -> Result<Vec<String>> {
+pub(crate) fn read_exclude_files(files: &[PathBuf]) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for f in files {
         let text =
@@ -85,18 +85,100 @@ pub(crate) struct Done {
 }
 
 pub fn backup(cli: &Cli, out: &Out, args: &BackupArgs) -> Result<u8> {
+    let d = &args.docker;
+    // The pre-command decides whether anything runs; the post-command runs
+    // however the rest ended.
+    let result = match &d.pre {
+        Some(cmd) => cairn_containers::run_host_command("pre", cmd).map_err(Into::into),
+        None => Ok(()),
+    }
+    .and_then(|()| backup_after_pre(cli, out, args));
+    let post = match &d.post {
+        Some(cmd) => cairn_containers::run_host_command("post", cmd),
+        None => Ok(()),
+    };
+    match (result, post) {
+        (Ok(code), Ok(())) => Ok(code),
+        (Ok(_), Err(e)) => Err(e.into()),
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(post)) => {
+            eprintln!("error: {post}");
+            Err(e)
+        }
+    }
+}
+
+/// `--exec` commands, then the backup of Docker volumes, a command's
+/// output or paths.
+fn backup_after_pre(cli: &Cli, out: &Out, args: &BackupArgs) -> Result<u8> {
+    let d = &args.docker;
+    let selection = d.selection();
+    if d.stop && selection.is_empty() {
+        anyhow::bail!("--stop stops the containers using a Docker volume: give --docker-volume, --docker-container or --docker-all");
+    }
+    let engine = if selection.is_empty() && d.exec.is_empty() {
+        None
+    } else {
+        Some(cairn_docker::Engine::connect()?)
+    };
+    let mut hooks = Vec::new();
+    if let Some(engine) = &engine {
+        for spec in &d.exec {
+            let spec: cairn_containers::ExecSpec = spec.parse()?;
+            let output = cairn_containers::run_exec(engine, &spec)?;
+            eprint!("{}{}", output.stdout, output.stderr);
+            hooks.push(json!({
+                "container": spec.container,
+                "cmd": spec.cmd,
+                "exit_code": output.exit_code,
+                "stdout": output.stdout,
+                "stderr": output.stderr,
+            }));
+        }
+    }
+    match engine {
+        Some(engine) if !selection.is_empty() => {
+            super::docker::backup_volumes(cli, out, args, &engine, &selection, hooks)
+        }
+        _ => backup_paths(cli, out, args, hooks),
+    }
+}
+
+/// PATHs, or with --stdin-from-command the command's output as one file.
+fn backup_paths(
+    cli: &Cli,
+    out: &Out,
+    args: &BackupArgs,
+    hooks: Vec<serde_json::Value>,
+) -> Result<u8> {
     let started = Instant::now();
-    let volume = match &args.volume {
-        Some(v) => v.clone(),
-        None => default_volume(
-            &args
-                .paths
+    let spooled = match &args.docker.stdin_from_command {
+        Some(cmd) => {
+            let name = args.docker.stdin_name.as_deref().unwrap_or("stdin");
+            let spool_dir = cli.cache_dir.as_deref().filter(|d| d.is_dir());
+            Some(cairn_containers::spool_command(cmd, name, spool_dir)?)
+        }
+        None => None,
+    };
+    let paths = match &spooled {
+        Some(s) => vec![s.path.clone()],
+        None => args.paths.clone(),
+    };
+    let volume = match (&args.volume, &spooled) {
+        (Some(v), _) => v.clone(),
+        (None, Some(_)) => args
+            .docker
+            .stdin_name
+            .clone()
+            .unwrap_or_else(|| "stdin".into()),
+        (None, None) => default_volume(
+            &paths
                 .iter()
                 .map(|p| normalise(p))
                 .collect::<Result<Vec<_>>>()?,
         ),
     };
-    let result = backup_into(cli, out, args, &volume);
+    let result = backup_into(cli, out, args, &paths, &volume);
     if let (Some(path), false) = (&cli.metrics_file, args.dry_run) {
         let done = result.as_ref().ok();
         metrics::record(
@@ -110,12 +192,18 @@ pub fn backup(cli: &Cli, out: &Out, args: &BackupArgs) -> Result<u8> {
         )?;
     }
     let done = result?;
-    render(out, args.dry_run, &done.outcome)?;
+    render(out, args.dry_run, &done.outcome, hooks)?;
     Ok(exit_code(&done.outcome))
 }
 
-fn backup_into(cli: &Cli, out: &Out, args: &BackupArgs, volume: &str) -> Result<Done> {
-    let paths = absolute_paths(&args.paths)?;
+fn backup_into(
+    cli: &Cli,
+    out: &Out,
+    args: &BackupArgs,
+    paths: &[PathBuf],
+    volume: &str,
+) -> Result<Done> {
+    let paths = absolute_paths(paths)?;
     let mut excludes = args.excludes.clone();
     excludes.extend(read_exclude_files(&args.exclude_file)?);
     let opts = BackupOptions {
@@ -130,6 +218,7 @@ fn backup_into(cli: &Cli, out: &Out, args: &BackupArgs, volume: &str) -> Result<
             excludes,
         },
         dry_run: args.dry_run,
+        docker: None,
     };
     opts.validate()?;
     let repo = open_or_create(cli, &args.chunk)?;
@@ -183,11 +272,18 @@ pub(crate) fn exit_code(outcome: &BackupOutcome) -> u8 {
 
 /// The summary: the stored one plus what only this run knows as JSON, or
 /// a line of text and the snapshot id.
-fn render(out: &Out, dry_run: bool, outcome: &BackupOutcome) -> Result<()> {
+pub(crate) fn render(
+    out: &Out,
+    dry_run: bool,
+    outcome: &BackupOutcome,
+    hooks: Vec<serde_json::Value>,
+) -> Result<()> {
     let s = &outcome.snapshot.summary;
     let id = outcome.snapshot_id.map(|i| i.to_hex());
     if out.json {
-        out.json(&summary_json(outcome, dry_run)?)?;
+        let mut doc = summary_json(outcome, dry_run)?;
+        doc["hooks"] = json!(hooks);
+        out.json(&doc)?;
     } else {
         out.info(&format!(
             "files: {} new, {} changed, {} unmodified; {} dirs; read {}, added {} ({} stored) in {:.2}s",

@@ -25,6 +25,7 @@ pub fn snapshot_json(id: &Id, s: &Snapshot) -> Value {
         "size": s.summary.total_bytes,
         "summary": s.summary,
         "program": s.program,
+        "docker": s.docker,
     })
 }
 

@@ -4,6 +4,7 @@ mod backup;
 mod bench;
 mod copy;
 mod diff;
+mod docker;
 mod docs;
 mod forget;
 mod init;
@@ -43,6 +44,7 @@ pub fn run(mut cli: Cli) -> Result<u8> {
         Command::Ls(a) => inspect::ls(&cli, &out, a),
         Command::Cat(a) => inspect::cat(&cli, &out, a),
         Command::Restore(a) => restore::restore(&cli, &out, a),
+        Command::Volumes => docker::volumes(&cli, &out),
         Command::Forget(a) => forget::forget(&cli, &out, a),
         Command::Stats(a) => stats::stats(&cli, &out, a),
         Command::Bench(a) => bench::bench(&out, a),

@@ -13,26 +13,55 @@ pub fn restore(cli: &Cli, out: &Out, args: &RestoreArgs) -> Result<u8> {
     let repo = location::open(cli)?;
     let (spec, sub) = split_spec(&args.snapshot);
     let (id, snap) = repo.find_snapshot(spec, &args.filter.filter())?;
+    crate::signals::install();
+    // Into a Docker volume: created (or checked) first; containers stopped
+    // for it are started again when `docker_target` is dropped.
+    let mut docker_target = match &args.to_docker_volume {
+        Some(name) => {
+            let engine = cairn_docker::Engine::connect()?;
+            let t =
+                cairn_containers::prepare_restore(&engine, name, &snap, args.delete, args.stop)?;
+            if t.created {
+                out.info(&format!("created Docker volume {name}"));
+            }
+            Some(t)
+        }
+        None => None,
+    };
+    let target = match (&docker_target, &args.target) {
+        (Some(t), _) => t.path.clone(),
+        (None, Some(dir)) => dir.clone(),
+        (None, None) => anyhow::bail!("restore: give --target DIR or --to-docker-volume NAME"),
+    };
     let opts = RestoreOptions {
-        target: args.target.clone(),
+        target: target.clone(),
         includes: args.includes.clone(),
         excludes: args.excludes.clone(),
-        delete: args.delete,
+        // A volume ends identical to the snapshot (a new one is empty anyway).
+        delete: args.delete || docker_target.is_some(),
         verify: args.verify,
         dry_run: args.dry_run,
     };
-    crate::signals::install();
     let progress = out.bar(Some(snap.summary.total_bytes), "restore");
     let result = engine::restore(&repo, &id, &snap, sub.as_bytes(), &opts, &progress);
     progress.finish();
+    let restarted = docker_target
+        .as_mut()
+        .and_then(|t| t.stopped.as_mut())
+        .map(|s| s.restart());
     let o = result?;
+    if let Some(r) = restarted {
+        r?;
+    }
     for e in &o.errors {
         eprintln!("error: {e}");
     }
     if out.json {
         out.json(&json!({
             "snapshot_id": id.to_hex(),
-            "target": args.target,
+            "target": target,
+            "docker_volume": args.to_docker_volume,
+            "volume_created": docker_target.as_ref().map(|t| t.created),
             "dry_run": args.dry_run,
             "files_written": o.files_written,
             "files_unchanged": o.files_unchanged,
@@ -58,7 +87,10 @@ pub fn restore(cli: &Cli, out: &Out, args: &RestoreArgs) -> Result<u8> {
         out.info(&format!(
             "{verb} snapshot {} into {}: {} files written ({}), {} unchanged, {} dirs, {} other entries, {} deleted{}",
             id.short(),
-            args.target.display(),
+            match &args.to_docker_volume {
+                Some(v) => format!("Docker volume {v}"),
+                None => target.display().to_string(),
+            },
             o.files_written,
             human_bytes(o.bytes_written),
             o.files_unchanged,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use cairn_chunk::WalkOptions;
+use cairn_containers::VolumeBackupOptions;
 use cairn_repo::ops::backup::{hostname, BackupOptions, BackupOutcome};
 use cairn_repo::ops::check::{check, CheckOptions, CheckReport};
 use cairn_repo::ops::forget;
@@ -164,7 +165,9 @@ fn one_volume(
     // snapshots with nothing new to replace them.
     if turn.status != Status::Failed {
         if let Some(keep) = &volume.keep {
-            match apply_policy(repo, dry_run, host, name, keep) {
+            // A Docker volume's snapshots carry the volume's own name.
+            let snapshot_volume = volume.docker_volume.as_deref().unwrap_or(name);
+            match apply_policy(repo, dry_run, host, snapshot_volume, keep) {
                 Ok(n) => turn.removed = n,
                 Err(e) => {
                     turn.status = Status::Failed;
@@ -184,7 +187,39 @@ fn backup_volume(
     name: &str,
     volume: &Volume,
 ) -> Result<BackupOutcome> {
-    let path = source_path(volume)?;
+    let walk = WalkOptions {
+        one_file_system: volume.one_file_system,
+        excludes: volume.exclude.clone(),
+    };
+    let path = match (&volume.path, &volume.docker_volume) {
+        (Some(p), _) => p.clone(),
+        (None, Some(docker_volume)) => {
+            // The same operation as `backup --docker-volume`: driver and
+            // labels recorded, containers stopped when asked or labelled.
+            let engine = cairn_docker::Engine::connect()?;
+            let info = engine.volume(docker_volume)?;
+            let opts = VolumeBackupOptions {
+                host: host.to_string(),
+                tags: volume.tags.clone(),
+                walk,
+                dry_run,
+                stop: volume.stop,
+            };
+            let progress = out.bar(None, "backup");
+            let result = cairn_containers::backup_volume(repo, &engine, &info, &opts, &progress);
+            progress.finish();
+            let done = result?;
+            if let Some(d) = done.downtime {
+                out.info(&format!(
+                    "{name}: {} stopped for {:.2}s",
+                    done.stopped.join(", "),
+                    d.as_secs_f64()
+                ));
+            }
+            return Ok(done.outcome);
+        }
+        (None, None) => bail!("the volume has neither `path` nor `docker-volume`"),
+    };
     let opts = BackupOptions {
         paths: absolute_paths(&[path])?,
         volume: name.to_string(),
@@ -192,26 +227,12 @@ fn backup_volume(
         tags: volume.tags.clone(),
         parent: None,
         latest_parent: false,
-        walk: WalkOptions {
-            one_file_system: volume.one_file_system,
-            excludes: volume.exclude.clone(),
-        },
+        walk,
         dry_run,
+        docker: None,
     };
     opts.validate()?;
     run_engine(repo, out, opts, None)
-}
-
-/// The directory a volume's data is in.
-fn source_path(volume: &Volume) -> Result<PathBuf> {
-    match (&volume.path, &volume.docker_volume) {
-        (Some(p), _) => Ok(p.clone()),
-        (None, Some(name)) => {
-            let engine = cairn_docker::Engine::connect()?;
-            Ok(engine.data_dir(&engine.volume(name)?)?)
-        }
-        (None, None) => bail!("the volume has neither `path` nor `docker-volume`"),
-    }
 }
 
 /// Run a hook with sh -c; its output goes to stderr so that stdout stays

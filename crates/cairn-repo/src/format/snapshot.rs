@@ -1,6 +1,7 @@
 //! Snapshots: small JSON documents naming a root tree, stored under
 //! `snapshots/<id>` where the id is the BLAKE3 hash of the document.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use cairn_chunk::Id;
@@ -88,6 +89,29 @@ pub struct Snapshot {
     /// For a snapshot `repair snapshots` rewrote: the damaged original.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<Id>,
+    /// For a backup of a Docker named volume: what the volume was created
+    /// with, so that a restore can create the same kind of volume again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker: Option<DockerVolume>,
+}
+
+/// How a Docker named volume was made, recorded by `backup --docker-volume`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DockerVolume {
+    /// The volume driver (`local` for the engine's own disk).
+    pub driver: String,
+    /// The volume's labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The driver options it was created with.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// Names of the containers that mounted it at backup time.
+    #[serde(default)]
+    pub containers: Vec<String>,
+    /// Names of the containers stopped for the backup (empty for a live one).
+    #[serde(default)]
+    pub stopped: Vec<String>,
 }
 
 impl Snapshot {
@@ -202,6 +226,7 @@ mod tests {
             summary: Summary::default(),
             program: "test".into(),
             original: None,
+            docker: None,
         }
     }
 

@@ -310,6 +310,7 @@ mod tests {
             latest_parent: false,
             walk: Default::default(),
             dry_run: false,
+            docker: None,
         };
         backup(repo, &opts, &Quiet).unwrap().snapshot_id.unwrap()
     }

@@ -21,7 +21,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::format::pack::BlobKind;
 use crate::format::segment::Segment;
-use crate::format::snapshot::{Snapshot, Summary};
+use crate::format::snapshot::{DockerVolume, Snapshot, Summary};
 use crate::format::tree::{Node, Tree};
 use crate::store::packer::{Packer, Uploader};
 use crate::{Error, Repository, Result};
@@ -56,6 +56,8 @@ pub struct BackupOptions {
     pub walk: WalkOptions,
     /// Read and chunk everything, store nothing.
     pub dry_run: bool,
+    /// For a Docker named volume: how it was made, recorded in the snapshot.
+    pub docker: Option<DockerVolume>,
 }
 
 impl BackupOptions {
@@ -346,6 +348,7 @@ pub fn backup(
         summary,
         program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         original: None,
+        docker: opts.docker.clone(),
     };
     let snapshot_id = if opts.dry_run {
         None
