@@ -78,7 +78,7 @@ pub fn backup_volume(
         to_stop(&users, opts.stop)
     };
     let dir = docker.data_dir(volume)?;
-    let mut base = BackupOptions {
+    let base = BackupOptions {
         paths: vec![dir],
         volume: name.to_string(),
         host: opts.host.clone(),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use cairn_docker::{Engine, Error as DockerError, StoppedContainers};
 use cairn_repo::Snapshot;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// A volume ready to be restored into.
 #[derive(Debug)]
@@ -34,7 +34,6 @@ pub fn prepare_restore(
     docker: &Engine,
     name: &str,
     snap: &Snapshot,
-    delete: bool,
     stop: bool,
 ) -> Result<RestoreTarget> {
     let (volume, created) = match docker.volume(name) {

@@ -20,7 +20,7 @@ pub fn restore(cli: &Cli, out: &Out, args: &RestoreArgs) -> Result<u8> {
         Some(name) => {
             let engine = cairn_docker::Engine::connect()?;
             let t =
-                cairn_containers::prepare_restore(&engine, name, &snap, args.delete, args.stop)?;
+                cairn_containers::prepare_restore(&engine, name, &snap, args.stop)?;
             if t.created {
                 out.info(&format!("created Docker volume {name}"));
             }
