@@ -15,7 +15,6 @@ use crate::format::pack::{split_pack, BlobEntry};
 use crate::format::tree::NodeKind;
 use crate::ops::walk::{walk_paths, Descend};
 use crate::store::index::Location;
-use crate::store::packs::decode_blob;
 use crate::store::plans;
 use crate::{Repository, Result};
 
@@ -312,7 +311,10 @@ fn read_pack(repo: &Repository, pack: &Id, entries: &[BlobEntry]) -> Result<u64,
             pack: *pack,
             entry: *e,
         };
-        decode_blob(repo.codec(), &loc, stored.to_vec()).map_err(|err| err.to_string())?;
+        // Frame members share their frame's bytes: the repository's cache
+        // of decoded frames decodes each frame once.
+        repo.decode_stored(&loc, stored.to_vec())
+            .map_err(|err| err.to_string())?;
     }
     Ok(entries.len() as u64)
 }

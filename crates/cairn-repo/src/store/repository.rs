@@ -51,6 +51,8 @@ pub struct Repository {
     objects: ObjectCache,
     /// Index segments found damaged by the last refresh (skipped).
     damaged_segments: std::sync::Mutex<Vec<Damaged>>,
+    /// A few decoded frames (format 3).
+    pub(crate) frames: crate::store::frames::FrameCache,
 }
 
 impl Repository {
@@ -92,6 +94,7 @@ impl Repository {
             index,
             objects,
             damaged_segments: Default::default(),
+            frames: Default::default(),
         };
         repo.refresh_index()?;
         Ok(repo)
@@ -251,6 +254,9 @@ impl Repository {
                 return Ok(raw);
             }
         }
+        if let Some(raw) = self.cached_member(loc) {
+            return raw;
+        }
         let key = layout::key(FileType::Pack, &loc.pack);
         let stored = self
             .backend()
@@ -258,7 +264,7 @@ impl Repository {
         if let Some(k) = &cached_as {
             self.objects.put(k, &stored);
         }
-        decode_blob(&self.codec, loc, stored)
+        self.decode_stored(loc, stored)
     }
 
     /// Load and decode a tree.
