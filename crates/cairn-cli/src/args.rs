@@ -202,17 +202,17 @@ pub struct ChunkArgs {
     /// Maximum chunk size (K/M suffixes).
     #[arg(long, value_name = "SIZE")]
     pub chunk_max: Option<String>,
-    /// Compression: zstd:N or none (default zstd:1 per chunk; with
-    /// `--format 3`, zstd:3 per 256 KiB frame of new data).
+    /// Compression: zstd:N or none (default zstd:3 per 256 KiB frame of
+    /// new data; with `--format 2`, zstd:1 per chunk).
     #[arg(long, value_name = "zstd:N|none")]
     pub compression: Option<String>,
     /// Target pack size (K/M suffixes; 16K to 1G, default 16M). Object
     /// stores favour larger packs: fewer requests per GiB.
     #[arg(long, value_name = "SIZE")]
     pub pack_size: Option<String>,
-    /// Repository format: 2 (default: chunk by chunk, stored as format 1
-    /// with --insecure-no-encryption) or 3 (frames: smaller repositories,
-    /// not readable by cairn versions before frames).
+    /// Repository format: 3 (default: frames, smaller repositories) or 2
+    /// (chunk by chunk, readable by cairn versions before frames; stored
+    /// as format 1 with --insecure-no-encryption).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=3))]
     pub format: Option<u32>,
 }
