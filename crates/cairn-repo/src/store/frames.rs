@@ -11,10 +11,13 @@ use cairn_chunk::Id;
 /// Frames kept: at 256 KiB each, 4 MiB.
 const KEEP: usize = 16;
 
+/// A decoded frame under its pack and offset.
+type Kept = ((Id, u64), Arc<Vec<u8>>);
+
 /// Least recently used decoded frames, keyed by pack and offset.
 #[derive(Default)]
 pub struct FrameCache {
-    frames: Mutex<VecDeque<((Id, u64), Arc<Vec<u8>>)>>,
+    frames: Mutex<VecDeque<Kept>>,
 }
 
 impl FrameCache {
