@@ -407,15 +407,16 @@ fn json_outputs_parse() {
     let cfg = env.json(["cat", "config"]);
     has_keys(&cfg, &["version", "chunker", "compression"], "cat config");
     assert_eq!(
-        cfg["version"], 2,
-        "new repositories are encrypted (format 2)"
+        cfg["version"], 3,
+        "new repositories are encrypted, with frames (format 3)"
     );
     has_keys(
         &cfg["chunker"],
         &["min", "avg", "max"],
         "cat config chunker",
     );
-    assert_eq!(cfg["compression"], "zstd:1");
+    assert_eq!(cfg["compression"], "zstd:3");
+    assert_eq!(cfg["frame_size"], 262144);
     // `cat` prints JSON with or without --json.
     let plain = env.ok(["cat", "config"]);
     let again: Value = serde_json::from_slice(&plain.stdout).unwrap();

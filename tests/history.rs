@@ -258,7 +258,16 @@ fn bench_measures_two_paths_without_a_repository() {
     assert_exit(&out, 0, "bench --json");
     let doc = parse_json(&out);
     let settings = doc["settings"].as_array().expect("settings");
-    assert_eq!(settings.len(), 4, "{doc}");
+    // none and zstd:1 chunk by chunk, zstd:1 in frames; two chunk sizes.
+    assert_eq!(settings.len(), 6, "{doc}");
+    assert_eq!(
+        settings
+            .iter()
+            .filter(|s| s["method"] == "zstd:1 in 256K frames")
+            .count(),
+        2,
+        "{doc}"
+    );
     assert_eq!(doc["paths"].as_array().unwrap().len(), 2, "{doc}");
     for s in settings {
         let logical = s["logical_bytes"].as_u64().unwrap();
@@ -288,7 +297,11 @@ fn bench_measures_two_paths_without_a_repository() {
     }
     let chart = fs::read_to_string(&svg).expect("--svg wrote the chart");
     assert!(chart.starts_with("<svg") && chart.trim_end().ends_with("</svg>"));
-    assert_eq!(chart.matches("<polyline").count(), 3, "none, zstd:1, index");
+    assert_eq!(
+        chart.matches("<polyline").count(),
+        4,
+        "none, zstd:1, zstd:1 in frames, index"
+    );
 
     assert!(!env.repo.exists(), "bench must not create a repository");
     assert!(!env.cache.exists(), "bench must not create a cache");

@@ -8,6 +8,10 @@
 //! Only chunk ids are kept between files, so memory grows with the number
 //! of distinct chunks (about 50 bytes each), not with the data.
 //!
+//! A *framed* method (as format-3 repositories store data) groups the new
+//! chunks of the pass, in walk order, into frames of up to a given number
+//! of plain bytes and compresses each frame as one unit.
+//!
 //! The paths are surveyed in order as separate trees sharing one chunk set,
 //! the way successive snapshots share a repository: what the last path adds
 //! on top of the ones before it is reported as its incremental cost.
@@ -38,6 +42,9 @@ pub struct SurveyOptions {
     pub chunk_avgs: Vec<u32>,
     /// Compression settings, each applied to every distinct chunk.
     pub compressions: Vec<Compression>,
+    /// Framed methods: compression and frame size in plain bytes, each
+    /// applied to frames of consecutive distinct chunks.
+    pub frames: Vec<(Compression, u32)>,
     /// Excludes and filesystem boundary while walking.
     pub walk: WalkOptions,
 }
@@ -60,6 +67,8 @@ pub struct Setting {
     pub params: ChunkerParams,
     /// Compression used.
     pub compression: Compression,
+    /// For a framed method: the frame size in plain bytes.
+    pub frame_size: Option<u32>,
     /// Bytes of all files of all paths.
     pub logical_bytes: u64,
     /// Plain bytes of the distinct chunks.
@@ -86,6 +95,14 @@ fn ratio(a: u64, b: u64) -> f64 {
 }
 
 impl Setting {
+    /// The method as users name it: `zstd:3`, or `zstd:3 in 256K frames`.
+    pub fn method(&self) -> String {
+        match self.frame_size {
+            None => self.compression.to_string(),
+            Some(f) => format!("{} in {}K frames", self.compression, f >> 10),
+        }
+    }
+
     /// Logical bytes per distinct byte.
     pub fn dedup_ratio(&self) -> f64 {
         ratio(self.logical_bytes, self.unique_bytes)
@@ -166,7 +183,7 @@ pub fn survey(
     if paths.is_empty() {
         return Err(SurveyError::Empty("no path given"));
     }
-    if opts.chunk_avgs.is_empty() || opts.compressions.is_empty() {
+    if opts.chunk_avgs.is_empty() || (opts.compressions.is_empty() && opts.frames.is_empty()) {
         return Err(SurveyError::Empty("no chunk size or no compression given"));
     }
     let params: Vec<ChunkerParams> = opts
@@ -177,7 +194,7 @@ pub fn survey(
     let mut settings = Vec::new();
     let mut summaries = Vec::new();
     for (n, p) in params.into_iter().enumerate() {
-        let mut pass = Pass::new(p, &opts.compressions, paths.len());
+        let mut pass = Pass::new(p, &opts.compressions, &opts.frames, paths.len());
         let mut report = |msg: String| {
             if n == 0 {
                 problem(msg);
@@ -214,11 +231,75 @@ struct Pass<'a> {
     /// Reading, cutting and hashing.
     chunk_time: Duration,
     inc: Vec<Incremental>,
+    /// Per framed method.
+    framed: Vec<Framed>,
+}
+
+/// One framed method's open frame and totals.
+struct Framed {
+    compression: Compression,
+    size: usize,
+    open: Vec<u8>,
+    stored: u64,
+    time: Duration,
+    inc: Incremental,
+}
+
+impl Framed {
+    /// Add the fresh chunks of a block, compressing the frames they close
+    /// (in parallel); returns the stored bytes of those frames.
+    fn add(&mut self, block: &[u8], fresh: &[Range<usize>]) -> u64 {
+        let started = Instant::now();
+        let mut closed = Vec::new();
+        for r in fresh {
+            if !self.open.is_empty() && self.open.len() + r.len() > self.size {
+                closed.push(std::mem::take(&mut self.open));
+            }
+            self.open.extend_from_slice(&block[r.clone()]);
+        }
+        let stored = self.compress(&closed);
+        self.time += started.elapsed();
+        self.stored += stored;
+        stored
+    }
+
+    fn compress(&self, frames: &[Vec<u8>]) -> u64 {
+        frames
+            .par_iter()
+            .map(|f| self.compression.compress(f).map_or(f.len(), |z| z.len()) as u64)
+            .sum()
+    }
+
+    /// Close the open frame; returns its stored bytes.
+    fn finish(&mut self) -> u64 {
+        let started = Instant::now();
+        let last = std::mem::take(&mut self.open);
+        let stored = self.compress(&[last]);
+        self.stored += stored;
+        self.time += started.elapsed();
+        stored
+    }
 }
 
 impl<'a> Pass<'a> {
-    fn new(params: ChunkerParams, compressions: &'a [Compression], paths: usize) -> Pass<'a> {
+    fn new(
+        params: ChunkerParams,
+        compressions: &'a [Compression],
+        frames: &[(Compression, u32)],
+        paths: usize,
+    ) -> Pass<'a> {
         Pass {
+            framed: frames
+                .iter()
+                .map(|&(compression, size)| Framed {
+                    compression,
+                    size: size as usize,
+                    open: Vec::new(),
+                    stored: 0,
+                    time: Duration::ZERO,
+                    inc: Incremental::default(),
+                })
+                .collect(),
             chunker: Chunker::new(params),
             compressions,
             last_path: paths - 1,
@@ -246,6 +327,10 @@ impl<'a> Pass<'a> {
             files: 0,
             bytes: 0,
         };
+        // Each path is a backup of its own: frames never span two.
+        for f in &mut self.framed {
+            f.finish();
+        }
         for entry in Walker::new(root, walk)? {
             let entry = match entry {
                 Ok(e) => e,
@@ -272,17 +357,21 @@ impl<'a> Pass<'a> {
     /// Chunk one file; returns its length.
     fn file(&mut self, index: usize, path: &Path, size: u64) -> io::Result<u64> {
         let started = Instant::now();
-        let compressing_before: Duration = self.compress_time.iter().sum();
+        let compressing_before: Duration = self.compressing();
         let file = File::open(path)?;
         let chunker = self.chunker.clone();
         let n = chunker.split::<_, io::Error, _>(file, size, |block, cuts| {
             self.block(index, block, cuts);
             Ok(())
         })?;
-        let compressing: Duration =
-            self.compress_time.iter().sum::<Duration>() - compressing_before;
+        let compressing: Duration = self.compressing() - compressing_before;
         self.chunk_time += started.elapsed().saturating_sub(compressing);
         Ok(n)
+    }
+
+    fn compressing(&self) -> Duration {
+        self.compress_time.iter().sum::<Duration>()
+            + self.framed.iter().map(|f| f.time).sum::<Duration>()
     }
 
     fn block(&mut self, index: usize, block: &[u8], cuts: &[Range<usize>]) {
@@ -317,16 +406,48 @@ impl<'a> Pass<'a> {
                 inc.stored_bytes += stored;
             }
         }
+        for f in &mut self.framed {
+            // A frame's bytes count for the path during which it closed.
+            let stored = f.add(block, &fresh);
+            if incremental {
+                f.inc.chunks += fresh.len() as u64;
+                f.inc.bytes += fresh_bytes;
+                f.inc.stored_bytes += stored;
+            }
+        }
     }
 
-    fn finish(self, paths: usize) -> Vec<Setting> {
+    fn finish(mut self, paths: usize) -> Vec<Setting> {
         let params = self.chunker.params();
+        let framed: Vec<Setting> = self
+            .framed
+            .iter_mut()
+            .map(|f| {
+                let last = f.finish();
+                if paths >= 2 {
+                    f.inc.stored_bytes += last;
+                }
+                Setting {
+                    params,
+                    compression: f.compression,
+                    frame_size: Some(f.size as u32),
+                    logical_bytes: self.logical,
+                    unique_bytes: self.unique,
+                    stored_bytes: f.stored,
+                    chunk_count: self.chunks,
+                    unique_chunks: self.unique_chunks,
+                    seconds: (self.chunk_time + f.time).as_secs_f64(),
+                    incremental: (paths >= 2).then_some(f.inc),
+                }
+            })
+            .collect();
         self.compressions
             .iter()
             .enumerate()
             .map(|(c, &compression)| Setting {
                 params,
                 compression,
+                frame_size: None,
                 logical_bytes: self.logical,
                 unique_bytes: self.unique,
                 stored_bytes: self.stored[c],
@@ -335,6 +456,7 @@ impl<'a> Pass<'a> {
                 seconds: (self.chunk_time + self.compress_time[c]).as_secs_f64(),
                 incremental: (paths >= 2).then_some(self.inc[c]),
             })
+            .chain(framed)
             .collect()
     }
 }
@@ -349,6 +471,7 @@ mod tests {
         SurveyOptions {
             chunk_avgs: avgs.to_vec(),
             compressions: compressions.to_vec(),
+            frames: Vec::new(),
             walk: WalkOptions::default(),
         }
     }
@@ -405,6 +528,30 @@ mod tests {
         assert_eq!(s.settings[0].stored_bytes, s.settings[0].unique_bytes);
         assert!(s.settings[1].stored_bytes * 10 < s.settings[1].unique_bytes);
         assert!(s.settings[1].compression_ratio() > 10.0);
+    }
+
+    #[test]
+    fn frames_compress_small_similar_files_better_than_chunks_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..40 {
+            let text =
+                format!("fn item_{i}() -> u32 {{ {i} }}\n// shared boilerplate line\n").repeat(40);
+            fs::write(dir.path().join(format!("f{i}.rs")), text).unwrap();
+        }
+        let mut o = opts(&[8192], &[Compression::Zstd(3)]);
+        o.frames = vec![(Compression::Zstd(3), 256 << 10)];
+        let s = run(&[dir.path().to_path_buf()], &o);
+        assert_eq!(s.settings.len(), 2);
+        let (chunks, frames) = (&s.settings[0], &s.settings[1]);
+        assert_eq!(frames.frame_size, Some(256 << 10));
+        assert_eq!(frames.method(), "zstd:3 in 256K frames");
+        assert_eq!(frames.unique_bytes, chunks.unique_bytes);
+        assert!(
+            frames.stored_bytes < chunks.stored_bytes,
+            "{} vs {}",
+            frames.stored_bytes,
+            chunks.stored_bytes
+        );
     }
 
     #[test]

@@ -204,13 +204,19 @@ pub struct ChunkArgs {
     /// Maximum chunk size (K/M suffixes).
     #[arg(long, value_name = "SIZE")]
     pub chunk_max: Option<String>,
-    /// Blob compression: zstd:N or none.
+    /// Compression: zstd:N or none (default zstd:3 per 256 KiB frame of
+    /// new data; with `--format 2`, zstd:1 per chunk).
     #[arg(long, value_name = "zstd:N|none")]
     pub compression: Option<String>,
     /// Target pack size (K/M suffixes; 16K to 1G, default 16M). Object
     /// stores favour larger packs: fewer requests per GiB.
     #[arg(long, value_name = "SIZE")]
     pub pack_size: Option<String>,
+    /// Repository format: 3 (default: frames, smaller repositories) or 2
+    /// (chunk by chunk, readable by cairn versions before frames; stored
+    /// as format 1 with --insecure-no-encryption).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=3))]
+    pub format: Option<u32>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -553,10 +559,15 @@ pub struct BenchArgs {
         default_value = "16K,32K,64K,256K,1M"
     )]
     pub chunk_avg: Vec<String>,
-    /// Compressions to try, comma-separated (zstd:N or none). Default: the
-    /// default repository compression (zstd:1).
+    /// Compressions to try chunk by chunk, comma-separated (zstd:N or
+    /// none). Default: zstd:1,zstd:3, plus zstd:3 in frames.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub compression: Vec<String>,
+    /// Also measure each compression on frames of this many plain bytes of
+    /// consecutive new chunks, as format-3 repositories store data (0:
+    /// chunk by chunk only).
+    #[arg(long, value_name = "SIZE", default_value = "256K")]
+    pub frame_size: String,
     /// Also write an SVG chart of stored and index bytes against chunk size.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,

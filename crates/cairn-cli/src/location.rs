@@ -154,11 +154,20 @@ pub fn config_from(args: &ChunkArgs) -> Result<Config> {
         params.max = max;
     }
     let params = params.validate()?;
+    // New repositories are format 3: new data blobs are compressed in
+    // frames of 256 KiB, at zstd:3 unless told otherwise (docs/FORMAT.md
+    // 14; docs/PERFORMANCE.md has the measurements). `--format 2` keeps
+    // the older format, for cairn versions before frames.
+    let frames = args.format != Some(2);
     let compression: Compression = match &args.compression {
         Some(c) => c.parse()?,
+        None if frames => Compression::Zstd(3),
         None => Compression::default(),
     };
     let mut config = Config::new(params, compression);
+    if frames {
+        config = config.with_frames(cairn_repo::format::frame::DEFAULT_FRAME_SIZE);
+    }
     if let Some(v) = &args.pack_size {
         config.pack_size = pack_size(v)?;
     }

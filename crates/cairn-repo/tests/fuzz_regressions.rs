@@ -90,6 +90,7 @@ fn fuzz_regression_pack_entry_whose_end_overflows_is_rejected() {
         stored_len: 2,
         raw_len: 2,
         offset: u64::MAX,
+        frame: None,
     };
     let mut pack = vec![0u8; 16];
     pack.extend_from_slice(&encode_trailer(&[entry]));

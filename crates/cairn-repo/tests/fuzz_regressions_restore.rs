@@ -224,6 +224,7 @@ fn fuzz_regression_overlapping_blobs_in_the_index_restore() {
                 stored_len: 5,
                 raw_len: 5,
                 offset: at.offset + 10,
+                frame: None,
                 ..*at
             }],
         }],

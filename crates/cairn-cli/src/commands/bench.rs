@@ -19,17 +19,34 @@ pub fn bench(out: &Out, args: &BenchArgs) -> Result<u8> {
         ChunkerParams::from_avg(avg).with_context(|| format!("--chunk-avg {s}"))?;
         chunk_avgs.push(avg);
     }
+    // By default: chunk by chunk at zstd:1 and zstd:3, and frames at
+    // zstd:3, the method new repositories use (docs/FORMAT.md 14).
     let compressions: Vec<Compression> = if args.compression.is_empty() {
-        vec![Compression::default()]
+        vec![Compression::Zstd(1), Compression::Zstd(3)]
     } else {
         args.compression
             .iter()
             .map(|s| s.parse())
             .collect::<Result<_, _>>()?
     };
+    let frame_size = parse_size(&args.frame_size)?;
+    let frame_size = u32::try_from(frame_size)
+        .ok()
+        .filter(|&n| n <= 64 << 20)
+        .with_context(|| format!("--frame-size {}: at most 64M", args.frame_size))?;
+    let frames = match frame_size {
+        0 => Vec::new(),
+        n if args.compression.is_empty() => vec![(Compression::Zstd(3), n)],
+        n => compressions
+            .iter()
+            .filter(|c| **c != Compression::None)
+            .map(|&c| (c, n))
+            .collect(),
+    };
     let opts = SurveyOptions {
         chunk_avgs,
         compressions,
+        frames,
         walk: WalkOptions::default(),
     };
     let result = survey::survey(&args.paths, &opts, &mut |p| eprintln!("warning: {p}"))?;
@@ -71,6 +88,8 @@ fn setting_json(s: &Setting) -> Value {
         "chunk_min": s.params.min,
         "chunk_max": s.params.max,
         "compression": s.compression,
+        "frame_size": s.frame_size,
+        "method": s.method(),
         "logical_bytes": s.logical_bytes,
         "unique_bytes": s.unique_bytes,
         "stored_bytes": s.stored_bytes,
@@ -116,7 +135,7 @@ fn print_table(result: &Survey) {
         .map(|s| {
             let mut row = vec![
                 size_label(s.params.avg),
-                s.compression.to_string(),
+                s.method(),
                 human_bytes(s.logical_bytes),
                 human_bytes(s.unique_bytes),
                 human_bytes(s.stored_bytes),
@@ -187,10 +206,10 @@ fn chart(settings: &[Setting]) -> String {
     let mut avgs: Vec<u32> = settings.iter().map(|s| s.params.avg).collect();
     avgs.sort_unstable();
     avgs.dedup();
-    let mut compressions: Vec<Compression> = Vec::new();
+    let mut methods: Vec<String> = Vec::new();
     for s in settings {
-        if !compressions.contains(&s.compression) {
-            compressions.push(s.compression);
+        if !methods.contains(&s.method()) {
+            methods.push(s.method());
         }
     }
     let x = |avg: u32| f64::from(avg).log2();
@@ -208,8 +227,8 @@ fn chart(settings: &[Setting]) -> String {
         label: "estimated index bytes".into(),
         format: bytes,
     });
-    for (i, comp) in compressions.iter().enumerate() {
-        let mut pts: Vec<&Setting> = settings.iter().filter(|s| s.compression == *comp).collect();
+    for (i, comp) in methods.iter().enumerate() {
+        let mut pts: Vec<&Setting> = settings.iter().filter(|s| s.method() == *comp).collect();
         pts.sort_by_key(|s| s.params.avg);
         c.series.push(Series {
             label: format!("stored, {comp}"),
@@ -249,6 +268,7 @@ mod tests {
         Setting {
             params: ChunkerParams::from_avg(avg).unwrap(),
             compression,
+            frame_size: None,
             logical_bytes: 10 << 20,
             unique_bytes: 8 << 20,
             stored_bytes: stored,

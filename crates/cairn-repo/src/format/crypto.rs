@@ -33,6 +33,9 @@ pub enum Domain {
     Config,
     /// A blob in a pack; its id is bound too.
     Blob(BlobKind),
+    /// A frame of several blobs (docs/FORMAT.md 14); no id is bound, the
+    /// members' keyed ids are checked after decoding.
+    Frame(BlobKind),
     /// A pack's table of entries.
     PackTable,
     /// An index segment.
@@ -55,6 +58,8 @@ impl Domain {
             Domain::Config => b"config",
             Domain::Blob(BlobKind::Data) => b"data",
             Domain::Blob(BlobKind::Tree) => b"tree",
+            Domain::Frame(BlobKind::Data) => b"data-frame",
+            Domain::Frame(BlobKind::Tree) => b"tree-frame",
             Domain::PackTable => b"pack-table",
             Domain::Index => b"index",
             Domain::Snapshot => b"snapshot",
@@ -514,6 +519,19 @@ mod tests {
             .open(Domain::Blob(BlobKind::Data), Some(&id), &sealed)
             .is_err());
         assert!(keys.open(Domain::Snapshot, None, &sealed[..10]).is_err());
+        // A blob is never opened as a frame, nor a frame as a blob.
+        assert!(keys
+            .open(Domain::Frame(BlobKind::Data), None, &sealed)
+            .is_err());
+        let frame = keys
+            .seal(Domain::Frame(BlobKind::Data), None, b"two blobs")
+            .unwrap();
+        assert!(keys
+            .open(Domain::Blob(BlobKind::Data), Some(&id), &frame)
+            .is_err());
+        assert!(keys
+            .open(Domain::Frame(BlobKind::Data), None, &frame)
+            .is_ok());
     }
 
     #[test]

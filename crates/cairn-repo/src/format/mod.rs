@@ -4,6 +4,7 @@
 pub(crate) mod codec;
 pub mod config;
 pub mod crypto;
+pub mod frame;
 pub mod layout;
 pub mod pack;
 pub mod plan;

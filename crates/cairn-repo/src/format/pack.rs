@@ -8,6 +8,10 @@
 //! All integers little-endian. `entries_hash` is the first 16 bytes of the
 //! BLAKE3 hash of the entries, so the trailer can be trusted on its own. A
 //! pack is named by the BLAKE3 hash of the whole file.
+//!
+//! A pack holding frames (format 3, docs/FORMAT.md 14) ends in `CRNPACK3`
+//! (or `CRNPACK4` when sealed) and its entries are 60 bytes: the 52 above,
+//! then `frame_pos:u32 frame_raw_len:u32`.
 
 use cairn_chunk::Id;
 
@@ -17,6 +21,12 @@ use crate::format::codec::{Reader, Writer};
 pub const PACK_MAGIC: &[u8; 8] = b"CRNPACK1";
 /// Bytes of one trailer entry.
 pub const ENTRY_LEN: usize = 52;
+/// Bytes of one entry in a table that holds frames.
+pub const FRAMED_ENTRY_LEN: usize = 60;
+/// The magic of a plaintext pack whose table holds frames.
+pub const PACK3_MAGIC: &[u8; 8] = b"CRNPACK3";
+/// The magic of a sealed pack whose table holds frames.
+pub const PACK4_MAGIC: &[u8; 8] = b"CRNPACK4";
 /// Bytes of the footer.
 pub const FOOTER_LEN: usize = 28;
 /// Random bytes at the start of every pack written since format 1.1, covered
@@ -45,6 +55,23 @@ impl BlobKind {
 
 /// `flags` bit: the stored bytes are zstd-compressed.
 pub const FLAG_ZSTD: u8 = 1;
+/// `flags` bit: the stored bytes are a frame of several blobs.
+pub const FLAG_FRAME: u8 = 2;
+
+/// Where a blob is inside the frame that holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Frame {
+    /// Offset of the blob's plain bytes in the frame's plain bytes.
+    pub pos: u32,
+    /// Plain bytes of the whole frame.
+    pub raw_len: u32,
+}
+
+/// Whether a table holding `entries` uses the 60-byte layout: exactly when
+/// one of them is a frame member, so the encoding stays canonical.
+pub fn has_frames(entries: &[BlobEntry]) -> bool {
+    entries.iter().any(|e| e.frame.is_some())
+}
 
 /// The largest plain tree blob cairn reads. Trees are not chunked, so this
 /// is not the chunker's maximum; a tree of this size describes a directory
@@ -58,6 +85,9 @@ pub const MAX_TREE_LEN: u32 = 1 << 30;
 pub struct BlobLimits {
     /// The chunker's maximum chunk size: the largest plain data blob.
     pub max_chunk: u32,
+    /// The repository's frame size (format 3; 0: no frames): the largest
+    /// plain frame, since a blob that does not fit one is stored alone.
+    pub max_frame: u32,
 }
 
 impl BlobLimits {
@@ -76,7 +106,12 @@ impl BlobLimits {
     /// zstd may add to incompressible input (cairn stores such blobs raw,
     /// but the bound does not rely on it), plus the seal.
     pub fn max_stored(&self, kind: BlobKind) -> u64 {
-        let n = u64::from(self.max_raw(kind));
+        Self::stored_bound(self.max_raw(kind))
+    }
+
+    /// The largest stored form of `n` plain bytes.
+    fn stored_bound(n: u32) -> u64 {
+        let n = u64::from(n);
         // ZSTD_COMPRESSBOUND
         let margin = if n < (128 << 10) {
             ((128 << 10) - n) >> 11
@@ -88,7 +123,9 @@ impl BlobLimits {
 
     /// Why `e` claims lengths no blob of its kind can have, if it does.
     pub fn check(&self, e: &BlobEntry) -> Result<(), String> {
-        if u64::from(e.stored_len) > self.max_stored(e.kind) {
+        if let Some(frame) = e.frame {
+            self.check_frame(e, frame.raw_len)?;
+        } else if u64::from(e.stored_len) > self.max_stored(e.kind) {
             return Err(format!(
                 "blob {}: stored length {} exceeds the largest a {} blob can have ({})",
                 e.id,
@@ -104,6 +141,27 @@ impl BlobLimits {
                 e.raw_len,
                 kind_name(e.kind),
                 self.max_raw(e.kind)
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl BlobLimits {
+    /// A frame member's `stored_len` and frame length are its frame's.
+    fn check_frame(&self, e: &BlobEntry, frame_len: u32) -> Result<(), String> {
+        if frame_len > self.max_frame {
+            return Err(format!(
+                "blob {}: frame of {frame_len} plain bytes exceeds the repository's frame size ({})",
+                e.id, self.max_frame
+            ));
+        }
+        if u64::from(e.stored_len) > Self::stored_bound(self.max_frame) {
+            return Err(format!(
+                "blob {}: frame stored length {} exceeds the largest a frame can have ({})",
+                e.id,
+                e.stored_len,
+                Self::stored_bound(self.max_frame)
             ));
         }
         Ok(())
@@ -132,10 +190,14 @@ pub struct BlobEntry {
     pub raw_len: u32,
     /// Offset from the start of the pack.
     pub offset: u64,
+    /// For a frame member (`flags & FLAG_FRAME`): where it is in the frame;
+    /// `offset` and `stored_len` are then the frame's.
+    pub frame: Option<Frame>,
 }
 
 impl BlobEntry {
-    pub(crate) fn encode(&self, w: &mut Writer) {
+    /// Append the entry; `framed` selects the 60-byte layout.
+    pub(crate) fn encode(&self, w: &mut Writer, framed: bool) {
         w.id(&self.id);
         w.u8(self.kind as u8);
         w.u8(self.flags);
@@ -143,9 +205,15 @@ impl BlobEntry {
         w.u32(self.stored_len);
         w.u32(self.raw_len);
         w.u64(self.offset);
+        if framed {
+            let f = self.frame.unwrap_or(Frame { pos: 0, raw_len: 0 });
+            w.u32(f.pos);
+            w.u32(f.raw_len);
+        }
     }
 
-    pub(crate) fn decode(r: &mut Reader) -> Result<BlobEntry, String> {
+    /// Read one entry; `framed` selects the 60-byte layout.
+    pub(crate) fn decode(r: &mut Reader, framed: bool) -> Result<BlobEntry, String> {
         let id = r.id()?;
         let kind = r.u8()?;
         let kind = BlobKind::from_u8(kind).ok_or_else(|| format!("unknown blob kind {kind}"))?;
@@ -155,19 +223,65 @@ impl BlobEntry {
         if r.u16()? != 0 {
             return Err(format!("blob {id}: reserved bytes are not 0"));
         }
+        let (stored_len, raw_len, offset) = (r.u32()?, r.u32()?, r.u64()?);
+        let frame = if framed {
+            let (pos, frame_len) = (r.u32()?, r.u32()?);
+            if flags & !(FLAG_ZSTD | FLAG_FRAME) != 0 {
+                return Err(format!("blob {id}: unknown flags {flags:#x}"));
+            }
+            if flags & FLAG_FRAME == 0 {
+                if pos != 0 || frame_len != 0 {
+                    return Err(format!("blob {id}: frame fields of a blob in no frame"));
+                }
+                None
+            } else {
+                if frame_len == 0 || u64::from(pos) + u64::from(raw_len) > u64::from(frame_len) {
+                    return Err(format!("blob {id}: lies outside its frame"));
+                }
+                Some(Frame {
+                    pos,
+                    raw_len: frame_len,
+                })
+            }
+        } else {
+            if flags & FLAG_FRAME != 0 {
+                return Err(format!("blob {id}: frame flag in a table without frames"));
+            }
+            None
+        };
         Ok(BlobEntry {
             id,
             kind,
             flags,
-            stored_len: r.u32()?,
-            raw_len: r.u32()?,
-            offset: r.u64()?,
+            stored_len,
+            raw_len,
+            offset,
+            frame,
         })
+    }
+
+    /// This blob's share of the stored bytes: all of them for a single
+    /// blob, the part its plain bytes are of the frame's for a frame member
+    /// (so the members of a frame add up to about its stored bytes).
+    pub fn stored_share(&self) -> u64 {
+        match self.frame {
+            None => u64::from(self.stored_len),
+            Some(f) => {
+                u64::from(self.stored_len) * u64::from(self.raw_len) / u64::from(f.raw_len.max(1))
+            }
+        }
     }
 
     /// Whether the stored bytes must be decompressed.
     pub fn compressed(&self) -> bool {
         self.flags & FLAG_ZSTD != 0
+    }
+
+    /// Whether the bytes [`crate::Repository::read_stored_blobs`] hands
+    /// over for this blob are compressed: never for a frame member (it is
+    /// handed over plain, to be framed again).
+    pub fn stored_compressed(&self) -> bool {
+        self.compressed() && self.frame.is_none()
     }
 }
 
@@ -203,6 +317,7 @@ impl PackBuilder {
             stored_len: stored.len() as u32,
             raw_len,
             offset: self.data.len() as u64,
+            frame: None,
         });
         self.data.extend_from_slice(stored);
     }
@@ -234,22 +349,25 @@ pub const PACK2_MAGIC: &[u8; 8] = b"CRNPACK2";
 /// Bytes of the format-2 footer: sealed table length, reserved, magic.
 pub const FOOTER2_LEN: usize = 16;
 
-/// The entry table alone: 52 bytes per entry.
+/// The entry table alone: 52 bytes per entry, or 60 if any is a frame
+/// member ([`has_frames`]).
 pub fn encode_entries(entries: &[BlobEntry]) -> Vec<u8> {
+    let framed = has_frames(entries);
     let mut w = Writer::default();
     for e in entries {
-        e.encode(&mut w);
+        e.encode(&mut w, framed);
     }
     w.buf
 }
 
-/// The end of a format-2 pack: the sealed entry table, then the footer.
-pub fn encode_sealed_trailer(sealed_table: &[u8]) -> Vec<u8> {
+/// The end of a sealed pack: the sealed entry table, then the footer
+/// (`CRNPACK4` if the table holds frames, else `CRNPACK2`).
+pub fn encode_sealed_trailer(sealed_table: &[u8], framed: bool) -> Vec<u8> {
     let mut w = Writer::default();
     w.raw(sealed_table);
     w.u32(sealed_table.len() as u32);
     w.u32(0);
-    w.raw(PACK2_MAGIC);
+    w.raw(if framed { PACK4_MAGIC } else { PACK2_MAGIC });
     w.buf
 }
 
@@ -262,11 +380,15 @@ pub enum Footer {
         count: usize,
         /// First 16 bytes of BLAKE3 of the table.
         hash: [u8; 16],
+        /// 60-byte entries (`CRNPACK3`).
+        framed: bool,
     },
     /// Format 2: the sealed table is `table_len` bytes before the footer.
     Sealed {
         /// Bytes of the sealed table.
         table_len: usize,
+        /// 60-byte entries (`CRNPACK4`).
+        framed: bool,
     },
 }
 
@@ -282,23 +404,55 @@ impl Footer {
     /// Bytes of the table before it.
     pub fn table_len(&self) -> usize {
         match self {
-            Footer::Plain { count, .. } => count.saturating_mul(ENTRY_LEN),
-            Footer::Sealed { table_len } => *table_len,
+            Footer::Plain { count, framed, .. } => count.saturating_mul(entry_len(*framed)),
+            Footer::Sealed { table_len, .. } => *table_len,
         }
+    }
+
+    /// Whether the table's entries are 60 bytes.
+    pub fn framed(&self) -> bool {
+        match self {
+            Footer::Plain { framed, .. } | Footer::Sealed { framed, .. } => *framed,
+        }
+    }
+}
+
+/// Bytes of one entry in either layout.
+pub fn entry_len(framed: bool) -> usize {
+    if framed {
+        FRAMED_ENTRY_LEN
+    } else {
+        ENTRY_LEN
     }
 }
 
 /// Read a pack's footer from its last bytes (`tail`: the last
 /// `FOOTER_LEN` bytes, or all of a shorter pack).
 pub fn parse_any_footer(tail: &[u8]) -> Result<Footer, String> {
-    if tail.len() >= FOOTER2_LEN && tail.ends_with(PACK2_MAGIC) {
+    let sealed4 = tail.ends_with(PACK4_MAGIC);
+    if tail.len() >= FOOTER2_LEN && (sealed4 || tail.ends_with(PACK2_MAGIC)) {
         let f = &tail[tail.len() - FOOTER2_LEN..];
         let len = u32::from_le_bytes(f[..4].try_into().expect("4")) as usize;
-        return Ok(Footer::Sealed { table_len: len });
+        return Ok(Footer::Sealed {
+            table_len: len,
+            framed: sealed4,
+        });
     }
     if tail.len() >= FOOTER_LEN {
-        let (count, hash) = parse_footer(&tail[tail.len() - FOOTER_LEN..])?;
-        return Ok(Footer::Plain { count, hash });
+        let footer = &tail[tail.len() - FOOTER_LEN..];
+        let framed = footer.ends_with(PACK3_MAGIC);
+        let (count, hash) = if framed {
+            let mut plain = footer.to_vec();
+            plain[20..].copy_from_slice(PACK_MAGIC);
+            parse_footer(&plain)?
+        } else {
+            parse_footer(footer)?
+        };
+        return Ok(Footer::Plain {
+            count,
+            hash,
+            framed,
+        });
     }
     Err("too short to be a pack".into())
 }
@@ -306,13 +460,23 @@ pub fn parse_any_footer(tail: &[u8]) -> Result<Footer, String> {
 /// Parse a table already authenticated (format 2: by its seal), checking
 /// that every blob lies within the data area.
 pub fn parse_table(table: &[u8], data_len: u64) -> Result<Vec<BlobEntry>, String> {
-    if table.len() % ENTRY_LEN != 0 {
+    parse_table_in(table, data_len, false)
+}
+
+/// As [`parse_table`], for either layout (`framed`: 60-byte entries, of
+/// which at least one must be a frame member).
+pub fn parse_table_in(table: &[u8], data_len: u64, framed: bool) -> Result<Vec<BlobEntry>, String> {
+    let len = entry_len(framed);
+    if table.len() % len != 0 {
         return Err("entry table is not a whole number of entries".into());
     }
     let mut r = Reader::new(table);
-    let mut out = Vec::with_capacity(table.len() / ENTRY_LEN);
+    let mut out = Vec::with_capacity(table.len() / len);
+    if framed && table.is_empty() {
+        return Err("a table of framed entries without frames".into());
+    }
     while !r.is_empty() {
-        let e = BlobEntry::decode(&mut r)?;
+        let e = BlobEntry::decode(&mut r, framed)?;
         if e.offset
             .checked_add(u64::from(e.stored_len))
             .is_none_or(|end| end > data_len)
@@ -321,17 +485,25 @@ pub fn parse_table(table: &[u8], data_len: u64) -> Result<Vec<BlobEntry>, String
         }
         out.push(e);
     }
+    if framed && !has_frames(&out) {
+        return Err("a table of framed entries without frames".into());
+    }
     Ok(out)
 }
 
-/// The entry table and footer that end a pack holding `entries`.
+/// The entry table and footer that end a pack holding `entries`
+/// (`CRNPACK3` if any is a frame member, else `CRNPACK1`).
 pub fn encode_trailer(entries: &[BlobEntry]) -> Vec<u8> {
     let mut w = Writer::default();
     w.raw(&encode_entries(entries));
     let hash = blake3::hash(&w.buf);
     w.raw(&hash.as_bytes()[..16]);
     w.u32(entries.len() as u32);
-    w.raw(PACK_MAGIC);
+    w.raw(if has_frames(entries) {
+        PACK3_MAGIC
+    } else {
+        PACK_MAGIC
+    });
     w.buf
 }
 
@@ -352,16 +524,28 @@ pub fn parse_entries(
     hash: &[u8; 16],
     data_len: u64,
 ) -> Result<Vec<BlobEntry>, String> {
+    parse_entries_in(table, hash, data_len, false)
+}
+
+/// As [`parse_entries`], for either layout.
+pub fn parse_entries_in(
+    table: &[u8],
+    hash: &[u8; 16],
+    data_len: u64,
+    framed: bool,
+) -> Result<Vec<BlobEntry>, String> {
     if &blake3::hash(table).as_bytes()[..16] != hash {
         return Err("trailer checksum mismatch".into());
     }
-    parse_table(table, data_len)
+    parse_table_in(table, data_len, framed)
 }
 
 /// Parse the trailer of a whole pack held in memory.
 pub fn parse_pack(bytes: &[u8]) -> Result<Vec<BlobEntry>, String> {
     match split_pack(bytes)? {
-        (Footer::Plain { hash, .. }, table, data_len) => parse_entries(table, &hash, data_len),
+        (Footer::Plain { hash, framed, .. }, table, data_len) => {
+            parse_entries_in(table, &hash, data_len, framed)
+        }
         (Footer::Sealed { .. }, _, _) => Err("the pack is encrypted".into()),
     }
 }

@@ -17,7 +17,6 @@ use crate::ops::progress::{NoProgress, WorkProgress};
 use crate::ops::walk::{walk_paths, Descend};
 use crate::store::index::Location;
 use crate::store::lock::future_locks;
-use crate::store::packs::decode_blob;
 use crate::store::plans;
 use crate::{Repository, Result};
 
@@ -349,7 +348,6 @@ fn read_pack(repo: &Repository, pack: &Id, entries: &[BlobEntry]) -> Result<u64,
         .parse_table(pack, footer, table.to_vec(), data_len)
         .map_err(|e| e.to_string())?;
     let listed: HashSet<Id> = own.iter().map(|e| e.id).collect();
-    let limits = repo.config().blob_limits();
     for e in entries {
         if !listed.contains(&e.id) {
             return Err(format!(
@@ -366,7 +364,10 @@ fn read_pack(repo: &Repository, pack: &Id, entries: &[BlobEntry]) -> Result<u64,
             pack: *pack,
             entry: *e,
         };
-        decode_blob(repo.codec(), &limits, &loc, stored.to_vec()).map_err(|err| err.to_string())?;
+        // Frame members share their frame's bytes: the repository's cache
+        // of decoded frames decodes each frame once.
+        repo.decode_stored(&loc, stored.to_vec())
+            .map_err(|err| err.to_string())?;
     }
     Ok(entries.len() as u64)
 }

@@ -74,7 +74,7 @@ pub fn copy_with(
         src,
         dst,
         translate: report.translated,
-        data: uploader.packer(BlobKind::Data, target),
+        data: uploader.packer(BlobKind::Data, target).framed(dst.config()),
         trees: uploader.packer(BlobKind::Tree, target),
         tree_ids: HashMap::new(),
         chunk_ids: HashMap::new(),
@@ -229,7 +229,8 @@ impl Copier<'_> {
         for (pack, entries) in &queued {
             self.progress.working_on(&format!("pack {}", pack.to_hex()));
             self.src.read_stored_blobs(pack, entries, |e, stored| {
-                let added = stored.and_then(|s| self.data.add(e.id, &s, e.compressed(), e.raw_len));
+                let added =
+                    stored.and_then(|s| self.data.add(e.id, &s, e.stored_compressed(), e.raw_len));
                 if let Err(err) = added {
                     failed.get_or_insert(err);
                 }
@@ -268,6 +269,9 @@ pub fn select(
 
 /// Compress plain bytes as the destination does and pack them.
 fn store(dst: &Repository, packer: &Packer, id: Id, raw: &[u8]) -> Result<()> {
+    if packer.frames() {
+        return packer.add(id, raw, false, raw.len() as u32);
+    }
     match dst.config().compression.compress(raw) {
         Some(z) => packer.add(id, &z, true, raw.len() as u32),
         None => packer.add(id, raw, false, raw.len() as u32),

@@ -149,12 +149,12 @@ impl PrunePlan {
         max_unused_percent: f64,
     ) {
         let r = &mut self.report;
-        let total: u64 = pack.entries.iter().map(|e| u64::from(e.stored_len)).sum();
+        let total: u64 = pack.entries.iter().map(|e| e.stored_share()).sum();
         let useful: u64 = pack
             .entries
             .iter()
             .filter(|e| used.contains(&e.id) && !kept_blobs.contains(&e.id))
-            .map(|e| u64::from(e.stored_len))
+            .map(|e| e.stored_share())
             .sum();
         let in_use = pack.entries.iter().filter(|e| used.contains(&e.id)).count() as u64;
         r.blobs_used += in_use;
@@ -171,7 +171,7 @@ impl PrunePlan {
                 .copied()
                 .collect();
             r.blobs_repacked += copy.len() as u64;
-            r.bytes_repacked += copy.iter().map(|e| u64::from(e.stored_len)).sum::<u64>();
+            r.bytes_repacked += copy.iter().map(|e| e.stored_share()).sum::<u64>();
             self.doomed.push(pack.pack);
             self.repack.push(PackRecord {
                 pack: pack.pack,
@@ -199,14 +199,14 @@ fn used_share(p: &PackRecord, used: &Referenced) -> u64 {
     let total: u64 = p
         .entries
         .iter()
-        .map(|e| u64::from(e.stored_len))
+        .map(|e| e.stored_share())
         .sum::<u64>()
         .max(1);
     let useful: u64 = p
         .entries
         .iter()
         .filter(|e| used.contains(&e.id))
-        .map(|e| u64::from(e.stored_len))
+        .map(|e| e.stored_share())
         .sum();
     useful * 1000 / total
 }
@@ -365,7 +365,9 @@ fn copy_blobs(
     let uploader = Uploader::start(repo.backend().clone(), repo.codec().clone(), false);
     let target = repo.config().pack_size as usize;
     let result = (|| -> Result<()> {
-        let data = uploader.packer(BlobKind::Data, target);
+        let data = uploader
+            .packer(BlobKind::Data, target)
+            .framed(repo.config());
         let trees = uploader.packer(BlobKind::Tree, target);
         for pack in packs {
             progress.working_on(&format!("pack {}", pack.pack.to_hex()));
@@ -376,7 +378,8 @@ fn copy_blobs(
                 } else {
                     &data
                 };
-                let added = stored.and_then(|s| packer.add(e.id, &s, e.compressed(), e.raw_len));
+                let added =
+                    stored.and_then(|s| packer.add(e.id, &s, e.stored_compressed(), e.raw_len));
                 if let Err(err) = added {
                     failed.get_or_insert(err);
                 }
@@ -509,6 +512,7 @@ mod tests {
             stored_len: len,
             raw_len: len,
             offset: 0,
+            frame: None,
         }
     }
 

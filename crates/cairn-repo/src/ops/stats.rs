@@ -131,7 +131,7 @@ fn sizes(repo: &Repository, ids: Vec<Id>) -> Result<Sizes> {
         let loc = loc.ok_or(Error::MissingBlob(*id))?;
         total.count += 1;
         total.raw += u64::from(loc.entry.raw_len);
-        total.stored += u64::from(loc.entry.stored_len);
+        total.stored += loc.entry.stored_share();
     }
     Ok(total)
 }

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use cairn_chunk::Id;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::format::pack::{BlobEntry, BlobKind};
+use crate::format::pack::{BlobEntry, BlobKind, Frame};
 use crate::format::segment::Segment;
 use crate::{Error, Result};
 
@@ -84,7 +84,9 @@ impl Index {
              CREATE TABLE IF NOT EXISTS blobs(
                  id BLOB PRIMARY KEY, pack INTEGER NOT NULL, kind INTEGER NOT NULL,
                  flags INTEGER NOT NULL, offset INTEGER NOT NULL,
-                 stored_len INTEGER NOT NULL, raw_len INTEGER NOT NULL) WITHOUT ROWID;",
+                 stored_len INTEGER NOT NULL, raw_len INTEGER NOT NULL,
+                 frame_pos INTEGER NOT NULL DEFAULT 0,
+                 frame_len INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;",
         )
         .map_err(err)?;
         conn.execute(
@@ -188,8 +190,9 @@ impl Index {
                 .map_err(|e| self.err(e))?;
             let mut ins_blob = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO blobs(id, pack, kind, flags, offset, stored_len, raw_len)
-                     VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT OR IGNORE INTO blobs(id, pack, kind, flags, offset, stored_len, raw_len,
+                                                 frame_pos, frame_len)
+                     VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .map_err(|e| self.err(e))?;
             for p in &seg.packs {
@@ -206,7 +209,9 @@ impl Index {
                             e.flags,
                             e.offset as i64,
                             e.stored_len,
-                            e.raw_len
+                            e.raw_len,
+                            e.frame.map_or(0, |f| f.pos),
+                            e.frame.map_or(0, |f| f.raw_len)
                         ])
                         .map_err(|e| self.err(e))?;
                 }
@@ -266,11 +271,15 @@ impl Index {
         Ok(())
     }
 
-    /// Counts and sizes per blob kind.
+    /// Counts and sizes per blob kind (a frame member counts for its share
+    /// of the frame's stored bytes, [`BlobEntry::stored_share`]).
     pub fn totals(&self, kind: BlobKind) -> Result<BlobTotals> {
         let conn = self.conn();
         conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(raw_len),0), COALESCE(SUM(stored_len),0) FROM blobs WHERE kind=?1",
+            "SELECT COUNT(*), COALESCE(SUM(raw_len),0),
+                    COALESCE(SUM(CASE WHEN frame_len > 0 THEN stored_len * raw_len / frame_len
+                                      ELSE stored_len END),0)
+             FROM blobs WHERE kind=?1",
             [kind as u8],
             |r| {
                 Ok(BlobTotals {
@@ -286,7 +295,7 @@ impl Index {
 
 fn lookup_with(conn: &Connection, id: &Id) -> rusqlite::Result<Option<Location>> {
     let mut st = conn.prepare_cached(
-        "SELECT p.id, b.kind, b.flags, b.offset, b.stored_len, b.raw_len
+        "SELECT p.id, b.kind, b.flags, b.offset, b.stored_len, b.raw_len, b.frame_pos, b.frame_len
          FROM blobs b JOIN packs p ON p.n = b.pack WHERE b.id=?1",
     )?;
     st.query_row([&id.0[..]], |r| {
@@ -301,6 +310,13 @@ fn lookup_with(conn: &Connection, id: &Id) -> rusqlite::Result<Option<Location>>
                 offset: r.get::<_, i64>(3)? as u64,
                 stored_len: r.get(4)?,
                 raw_len: r.get(5)?,
+                frame: match r.get::<_, u32>(7)? {
+                    0 => None,
+                    raw_len => Some(Frame {
+                        pos: r.get(6)?,
+                        raw_len,
+                    }),
+                },
             },
         })
     })
@@ -323,6 +339,7 @@ mod tests {
             stored_len: 10,
             raw_len: 20,
             offset: 5,
+            frame: None,
         };
         let seg = Segment {
             supersedes: vec![],

@@ -74,7 +74,9 @@ pub(crate) fn read_config(backend: &dyn Backend, keys: &dyn KeySource) -> Result
             supported: FORMAT_VERSION,
         });
     }
-    if version < 2 {
+    // Format 3 may be plaintext or encrypted: only a sealed config has an
+    // `encryption` field (docs/FORMAT.md 14).
+    if version < 2 || (version >= 3 && value.get("encryption").is_none()) {
         let config: Config =
             serde_json::from_value(value).map_err(|e| Error::corrupt("config", &location, e))?;
         check_chunker(&config, &location)?;
@@ -180,7 +182,7 @@ pub struct Owner {
     pub user: String,
 }
 
-/// Create an encrypted (format 2) repository: fresh secrets (naming and
+/// Create an encrypted (format 2, or 3 with frames) repository: fresh secrets (naming and
 /// cutting chunks as the encrypted repository `chunking_of` does, if given),
 /// one key slot for `secret`, then the sealed config.
 pub fn init_encrypted(
@@ -201,13 +203,14 @@ pub fn init_encrypted(
         .map_err(|e| Error::io("/dev/urandom", e))?;
     put_slot(backend, &slot)?;
     let mut inner = config.clone();
-    inner.version = 2;
+    // Format 2, or 3 for a config with frames (docs/FORMAT.md 14).
+    inner.version = inner.version.max(2);
     let plain = serde_json::to_vec(&inner).expect("config serializes");
     let ct = keys
         .seal(Domain::Config, Some(&inner.id), &plain)
         .map_err(|e| Error::io("/dev/urandom", e))?;
     let header = SealedConfig {
-        version: 2,
+        version: inner.version,
         id: inner.id,
         encryption: CIPHER.into(),
         config: hex::encode(ct),

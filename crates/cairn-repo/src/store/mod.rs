@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod faults;
+pub mod frames;
 pub mod index;
 pub mod keys;
 pub mod local;

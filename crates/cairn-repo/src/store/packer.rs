@@ -6,6 +6,11 @@
 //! holds only a write buffer), hashed as it goes, and handed to the uploader
 //! when it reaches the target size. Every blob is decompressed and checked
 //! against its id before it is written, by the thread that made it.
+//!
+//! In a repository with frames (format 3, docs/FORMAT.md 14) a data packer
+//! takes plain blobs and collects them, per worker, into a frame; a full
+//! frame is compressed, checked by decompressing it and comparing, sealed
+//! and written as one unit.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -15,14 +20,16 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use cairn_chunk::compress::decompress;
-use cairn_chunk::Id;
+use cairn_chunk::{Compression, Id};
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use crate::format::config::Config;
 use crate::format::crypto::{fill_random, Codec, Domain};
+use crate::format::frame::{Closed, FrameBuf};
 use crate::format::layout::{self, FileType};
 use crate::format::pack::{
-    encode_entries, encode_sealed_trailer, encode_trailer, BlobEntry, BlobKind, FLAG_ZSTD,
-    PACK_SALT_LEN,
+    encode_entries, encode_sealed_trailer, encode_trailer, has_frames, BlobEntry, BlobKind,
+    FLAG_ZSTD, PACK_SALT_LEN,
 };
 use crate::format::segment::PackRecord;
 use crate::random::{random_bytes, unique_name};
@@ -180,7 +187,7 @@ impl PackWriter {
                     None,
                     encode_entries(&self.entries),
                 )?;
-                let trailer = encode_sealed_trailer(&table);
+                let trailer = encode_sealed_trailer(&table, has_frames(&self.entries));
                 // Pad to a multiple of 4 KiB, so a pack of few blobs says
                 // little about their lengths (docs/FORMAT.md section 13).
                 let total = self.len + trailer.len() as u64;
@@ -215,13 +222,22 @@ fn seal(codec: &Codec, domain: Domain, id: Option<&Id>, plain: Vec<u8>) -> Resul
     codec.seal(domain, id, plain).map_err(random_failed)
 }
 
+/// One worker's open pack and, with frames, its open frame.
+#[derive(Default)]
+struct Slot {
+    pack: Option<PackWriter>,
+    frame: Option<FrameBuf>,
+}
+
 /// Fills packs of one blob kind and hands full ones to the uploader.
 pub struct Packer {
     kind: BlobKind,
     codec: Arc<Codec>,
     target: u64,
+    /// Frame size and compression, when blobs are framed.
+    frames: Option<(u32, Compression)>,
     /// One open pack per rayon worker, plus one for other threads.
-    slots: Vec<Mutex<Option<PackWriter>>>,
+    slots: Vec<Mutex<Slot>>,
     /// `None` for a dry run: blobs are verified and counted, not written.
     spool: Option<PathBuf>,
     tx: Sender<SpooledPack>,
@@ -229,7 +245,21 @@ pub struct Packer {
 }
 
 impl Packer {
-    fn slot(&self) -> &Mutex<Option<PackWriter>> {
+    /// Frame the data blobs of a repository whose format has frames
+    /// (docs/FORMAT.md 14); other packers are returned as they are.
+    pub fn framed(mut self, config: &Config) -> Packer {
+        if self.kind == BlobKind::Data {
+            self.frames = config.frames().map(|size| (size, config.compression));
+        }
+        self
+    }
+
+    /// Whether this packer frames blobs: it then wants them plain.
+    pub fn frames(&self) -> bool {
+        self.frames.is_some()
+    }
+
+    fn slot(&self) -> &Mutex<Slot> {
         let last = self.slots.len() - 1;
         let i = rayon::current_thread_index().map_or(last, |i| i % last);
         &self.slots[i]
@@ -242,7 +272,8 @@ impl Packer {
 
     /// As [`Packer::add`], handing `written` the bytes as the pack holds
     /// them (sealed, for an encrypted repository): what a local cache of
-    /// the blob must keep.
+    /// the blob must keep. A framing packer never calls `written` (only
+    /// data blobs are framed, and nothing caches them).
     pub fn add_with(
         &self,
         id: Id,
@@ -251,6 +282,9 @@ impl Packer {
         raw_len: u32,
         written: impl FnOnce(&[u8]),
     ) -> Result<()> {
+        if let Some((size, compression)) = self.frames {
+            return self.add_to_frame(id, stored, compressed, raw_len, size, compression);
+        }
         verify(&self.codec, &id, stored, compressed, raw_len)?;
         let sealed;
         let stored = match &*self.codec {
@@ -283,9 +317,11 @@ impl Packer {
             stored_len: stored.len() as u32,
             raw_len,
             offset: 0,
+            frame: None,
         };
         let full = {
             let mut slot = self.slot().lock().unwrap_or_else(|p| p.into_inner());
+            let slot = &mut slot.pack;
             if slot.is_none() {
                 *slot = Some(PackWriter::create(spool)?);
             }
@@ -303,6 +339,100 @@ impl Packer {
         }
     }
 
+    /// Add a blob to this worker's frame, closing the frame first when the
+    /// blob does not fit beside what is in it.
+    fn add_to_frame(
+        &self,
+        id: Id,
+        stored: &[u8],
+        compressed: bool,
+        raw_len: u32,
+        size: u32,
+        compression: Compression,
+    ) -> Result<()> {
+        let plain;
+        let raw = if compressed {
+            // Blobs copied from packs arrive compressed (prune, copy).
+            plain = decompress(stored, raw_len as usize)
+                .map_err(|e| Error::corrupt("blob", id, e.to_string()))?;
+            &plain[..]
+        } else {
+            stored
+        };
+        if raw.len() != raw_len as usize {
+            return Err(Error::corrupt(
+                "blob",
+                id,
+                "length differs from what was claimed; nothing was stored",
+            ));
+        }
+        let full = {
+            let mut slot = self.slot().lock().unwrap_or_else(|p| p.into_inner());
+            let frame = slot
+                .frame
+                .get_or_insert_with(|| FrameBuf::new(self.kind, size));
+            let closed = if !frame.is_empty() && !frame.fits(raw.len()) {
+                Some(frame.take(compression).map_err(|e| frame_failed(&id, e))?)
+            } else {
+                None
+            };
+            frame.push(id, raw);
+            match closed {
+                Some(c) => self.write_closed(&mut slot, c)?,
+                None => None,
+            }
+        };
+        match full {
+            Some(w) => self.ship(w),
+            None => Ok(()),
+        }
+    }
+
+    /// Seal a closed frame (or single blob) and append it to the slot's
+    /// pack; returns the pack when it is full.
+    fn write_closed(&self, slot: &mut Slot, closed: Closed) -> Result<Option<PackWriter>> {
+        let stored = match &*self.codec {
+            Codec::Plain => closed.stored.clone(),
+            Codec::Sealed(_) if closed.is_frame() => seal(
+                &self.codec,
+                Domain::Frame(self.kind),
+                None,
+                closed.stored.clone(),
+            )?,
+            Codec::Sealed(_) => seal(
+                &self.codec,
+                Domain::Blob(self.kind),
+                Some(&closed.members[0].0),
+                closed.stored.clone(),
+            )?,
+        };
+        let raw: u64 = closed.members.iter().map(|m| u64::from(m.1)).sum();
+        self.counters
+            .blobs
+            .fetch_add(closed.members.len() as u64, Ordering::Relaxed);
+        self.counters.raw.fetch_add(raw, Ordering::Relaxed);
+        self.counters
+            .stored
+            .fetch_add(stored.len() as u64, Ordering::Relaxed);
+        let Some(spool) = &self.spool else {
+            return Ok(None);
+        };
+        if slot.pack.is_none() {
+            slot.pack = Some(PackWriter::create(spool)?);
+        }
+        let w = slot.pack.as_mut().expect("just filled");
+        let stored_len = u32::try_from(stored.len())
+            .map_err(|_| Error::Internal("a frame larger than 4 GiB"))?;
+        let entries = closed.entries(w.len, stored_len);
+        w.write(&stored)?;
+        w.entries.extend(entries);
+        Ok(if w.len >= self.target {
+            slot.pack.take()
+        } else {
+            None
+        })
+    }
+
     fn ship(&self, w: PackWriter) -> Result<()> {
         let path = w.path.clone();
         let pack = w.finish(&self.codec).inspect_err(|_| {
@@ -314,10 +444,23 @@ impl Packer {
         })
     }
 
-    /// Ship every partly filled pack.
+    /// Close every open frame and ship every partly filled pack.
     pub fn flush(&self) -> Result<()> {
         for slot in &self.slots {
-            let w = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let w = {
+                let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+                let open = slot.frame.take().filter(|f| !f.is_empty());
+                if let (Some(mut frame), Some((_, compression))) = (open, self.frames) {
+                    let first = frame.first().unwrap_or_default();
+                    let closed = frame
+                        .take(compression)
+                        .map_err(|e| frame_failed(&first, e))?;
+                    if let Some(full) = self.write_closed(&mut slot, closed)? {
+                        self.ship(full)?;
+                    }
+                }
+                slot.pack.take()
+            };
             if let Some(w) = w {
                 self.ship(w)?;
             }
@@ -326,11 +469,15 @@ impl Packer {
     }
 }
 
+fn frame_failed(id: &Id, why: String) -> Error {
+    Error::corrupt("frame", id, format!("{why}; nothing was stored"))
+}
+
 impl Drop for Packer {
     /// A backup that failed leaves no spool files behind.
     fn drop(&mut self) {
         for slot in &self.slots {
-            if let Some(w) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            if let Some(w) = slot.lock().unwrap_or_else(|p| p.into_inner()).pack.take() {
                 let _ = fs::remove_file(&w.path);
             }
         }
@@ -380,8 +527,9 @@ impl Uploader {
             kind,
             codec: self.codec.clone(),
             target: target as u64,
+            frames: None,
             slots: (0..=rayon::current_num_threads())
-                .map(|_| Mutex::new(None))
+                .map(|_| Mutex::new(Slot::default()))
                 .collect(),
             spool: self.spool.clone(),
             tx: self.tx.clone().expect("uploader running"),

@@ -1,6 +1,8 @@
 //! Reading packs through the repository: a pack's own table, a whole pack,
 //! and many blobs of one pack in offset order with few large reads. Every
-//! blob is decompressed and checked against its id and length.
+//! blob is decompressed and checked against its id and length. A frame
+//! member is cut out of its decoded frame (docs/FORMAT.md 14), which the
+//! repository keeps a few of.
 
 use cairn_chunk::compress::decompress;
 use cairn_chunk::Id;
@@ -8,9 +10,11 @@ use cairn_chunk::Id;
 use super::index::Location;
 use super::repository::Repository;
 use crate::format::crypto::{Codec, Domain};
+use crate::format::frame::{decode_frame, member};
 use crate::format::layout::{self, FileType};
 use crate::format::pack::{
-    parse_any_footer, parse_entries, parse_table, BlobEntry, BlobLimits, Footer, FOOTER_LEN,
+    parse_any_footer, parse_entries_in, parse_table_in, BlobEntry, BlobLimits, Footer,
+    FOOTER_LEN,
 };
 use crate::{Error, Result};
 
@@ -42,15 +46,15 @@ impl Repository {
     ) -> Result<Vec<BlobEntry>> {
         let corrupt = |e: String| Error::corrupt("pack", pack, e);
         let entries = match footer {
-            Footer::Plain { hash, .. } => {
-                parse_entries(&table, &hash, data_len).map_err(corrupt)?
+            Footer::Plain { hash, framed, .. } => {
+                parse_entries_in(&table, &hash, data_len, framed).map_err(corrupt)?
             }
-            Footer::Sealed { .. } => {
+            Footer::Sealed { framed, .. } => {
                 let plain = self
                     .codec()
                     .open(Domain::PackTable, None, table)
                     .map_err(|e| corrupt(format!("entry table: {e}")))?;
-                parse_table(&plain, data_len).map_err(corrupt)?
+                parse_table_in(&plain, data_len, framed).map_err(corrupt)?
             }
         };
         let limits = self.config().blob_limits();
@@ -84,22 +88,45 @@ impl Repository {
         entries: &[BlobEntry],
         mut each: impl FnMut(&BlobEntry, Result<Vec<u8>>),
     ) {
-        let limits = self.config().blob_limits();
         self.read_ranges(pack, entries, |e, stored| {
             let loc = Location {
                 pack: *pack,
                 entry: *e,
             };
-            each(
-                e,
-                stored.and_then(|s| decode_blob(self.codec(), &limits, &loc, s)),
-            )
+            each(e, stored.and_then(|s| self.decode_stored(&loc, s)))
         })
+    }
+
+    /// Decode a blob from its stored bytes (for a frame member, the
+    /// frame's), using and filling the cache of decoded frames.
+    pub(crate) fn decode_stored(&self, loc: &Location, stored: Vec<u8>) -> Result<Vec<u8>> {
+        let limits = self.config().blob_limits();
+        if loc.entry.frame.is_none() {
+            return decode_blob(self.codec(), &limits, loc, stored);
+        }
+        if let Some(frame) = self.frames.get(&loc.pack, loc.entry.offset) {
+            return member_of(self.codec(), loc, &frame);
+        }
+        let frame = std::sync::Arc::new(decode_frame_at(self.codec(), &limits, loc, stored)?);
+        let raw = member_of(self.codec(), loc, &frame)?;
+        self.frames.put(&loc.pack, loc.entry.offset, frame);
+        Ok(raw)
+    }
+
+    /// A frame member from the cache of decoded frames, if its frame is
+    /// there (a read of the stored bytes is then not needed).
+    pub(crate) fn cached_member(&self, loc: &Location) -> Option<Result<Vec<u8>>> {
+        loc.entry.frame?;
+        let frame = self.frames.get(&loc.pack, loc.entry.offset)?;
+        Some(member_of(self.codec(), loc, &frame))
     }
 
     /// As [`Repository::read_blobs`], but hand over the stored (compressed,
     /// not sealed) bytes, once they are verified: for copying blobs between
-    /// packs.
+    /// packs. A frame member is handed over as its plain bytes (a frame is
+    /// never copied whole, its kept members are framed again): its entry
+    /// has `FLAG_ZSTD` when the frame is compressed, so callers ask
+    /// [`BlobEntry::stored_compressed`].
     pub fn read_stored_blobs(
         &self,
         pack: &Id,
@@ -113,6 +140,9 @@ impl Repository {
                 entry: *e,
             };
             let verified = stored.and_then(|s| {
+                if e.frame.is_some() {
+                    return self.decode_stored(&loc, s);
+                }
                 let opened = open_blob(self.codec(), &loc, s)?;
                 decode_opened(self.codec(), &limits, &loc, opened.clone()).map(|_| opened)
             });
@@ -211,16 +241,63 @@ pub(crate) fn read_runs(entries: &[BlobEntry]) -> Vec<&[BlobEntry]> {
     runs
 }
 
-/// Open (if sealed), decompress and verify a blob's stored bytes; nothing
-/// is allocated beyond what `limits` allow a blob of its kind.
+/// Open (if sealed), decompress and verify a blob's stored bytes (for a
+/// frame member, its frame's stored bytes, decoded here without a cache);
+/// nothing is allocated beyond what `limits` allow.
 pub fn decode_blob(
     codec: &Codec,
     limits: &BlobLimits,
     loc: &Location,
     stored: Vec<u8>,
 ) -> Result<Vec<u8>> {
+    if loc.entry.frame.is_some() {
+        let frame = decode_frame_at(codec, limits, loc, stored)?;
+        return member_of(codec, loc, &frame);
+    }
     let opened = open_blob(codec, loc, stored)?;
     decode_opened(codec, limits, loc, opened)
+}
+
+/// The plain bytes of the frame that holds the member at `loc`.
+fn decode_frame_at(
+    codec: &Codec,
+    limits: &BlobLimits,
+    loc: &Location,
+    stored: Vec<u8>,
+) -> Result<Vec<u8>> {
+    let e = &loc.entry;
+    let corrupt = |err: String| {
+        Error::corrupt(
+            "blob",
+            e.id,
+            format!("frame at {} in pack {}: {err}", e.offset, loc.pack.short()),
+        )
+    };
+    limits.check(e).map_err(corrupt)?;
+    let frame_len = e.frame.map_or(0, |f| f.raw_len);
+    let opened = codec
+        .open(Domain::Frame(e.kind), None, stored)
+        .map_err(|err| corrupt(err.to_string()))?;
+    decode_frame(opened, e.compressed(), frame_len).map_err(corrupt)
+}
+
+/// Cut a member out of its decoded frame and check it against its id.
+fn member_of(codec: &Codec, loc: &Location, frame: &[u8]) -> Result<Vec<u8>> {
+    let e = &loc.entry;
+    let raw = member(frame, e).map_err(|err| {
+        Error::corrupt("blob", e.id, format!("in pack {}: {err}", loc.pack.short()))
+    })?;
+    if codec.blob_id(raw) != e.id {
+        return Err(Error::corrupt(
+            "blob",
+            e.id,
+            format!(
+                "in pack {}: content does not match its id",
+                loc.pack.short()
+            ),
+        ));
+    }
+    Ok(raw.to_vec())
 }
 
 /// The stored bytes of a blob with their seal removed and checked.
@@ -290,6 +367,7 @@ mod tests {
             stored_len: len,
             raw_len: len,
             offset,
+            frame: None,
         };
         let k = 1u64 << 10;
         let entries = vec![
@@ -313,6 +391,7 @@ mod tests {
             stored_len: len,
             raw_len: len,
             offset,
+            frame: None,
         };
         let entries = vec![
             entry(0, 10),
@@ -328,7 +407,10 @@ mod tests {
 
     #[test]
     fn a_blob_claiming_more_than_a_chunk_is_corrupt_before_any_allocation() {
-        let limits = BlobLimits { max_chunk: 1 << 20 };
+        let limits = BlobLimits {
+            max_chunk: 1 << 20,
+            max_frame: 0,
+        };
         let loc = |raw_len: u32, stored_len: u32| Location {
             pack: Id::of(b"pack"),
             entry: BlobEntry {
@@ -338,6 +420,7 @@ mod tests {
                 stored_len,
                 raw_len,
                 offset: 0,
+                frame: None,
             },
         };
         // A zstd frame that would expand to 2 MiB, claimed as such.

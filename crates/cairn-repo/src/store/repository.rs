@@ -54,6 +54,8 @@ pub struct Repository {
     damaged_segments: std::sync::Mutex<Vec<Damaged>>,
     /// Prune plans found damaged by the last refresh.
     damaged_plans: std::sync::Mutex<Vec<Id>>,
+    /// A few decoded frames (format 3).
+    pub(crate) frames: crate::store::frames::FrameCache,
 }
 
 impl Repository {
@@ -96,6 +98,7 @@ impl Repository {
             objects,
             damaged_segments: Default::default(),
             damaged_plans: Default::default(),
+            frames: Default::default(),
         };
         repo.refresh_index()?;
         Ok(repo)
@@ -329,8 +332,11 @@ impl Repository {
                 return Ok(raw);
             }
         }
-        let limits = self.config.blob_limits();
-        limits.check(e).map_err(|why| {
+        if let Some(raw) = self.cached_member(loc) {
+            return raw;
+        }
+        // Before the read: the range read is as long as the entry claims.
+        self.config.blob_limits().check(e).map_err(|why| {
             Error::corrupt("blob", e.id, format!("in pack {}: {why}", loc.pack.short()))
         })?;
         let key = layout::key(FileType::Pack, &loc.pack);
@@ -340,7 +346,7 @@ impl Repository {
         if let Some(k) = &cached_as {
             self.objects.put(k, &stored);
         }
-        decode_blob(&self.codec, &limits, loc, stored)
+        self.decode_stored(loc, stored)
     }
 
     /// Load and decode a tree.

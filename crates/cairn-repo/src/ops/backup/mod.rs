@@ -298,10 +298,18 @@ pub fn backup(
         repo,
         chunker: FileChunker::with_hasher(
             Chunker::with_seed(cfg.chunker, repo.codec().chunker_seed()),
-            cfg.compression,
+            // With frames, the packer compresses whole frames: chunks
+            // reach it plain.
+            if cfg.frames().is_some() {
+                cairn_chunk::Compression::None
+            } else {
+                cfg.compression
+            },
             repo.codec().id_hasher(),
         ),
-        data: uploader.packer(BlobKind::Data, cfg.pack_size as usize),
+        data: uploader
+            .packer(BlobKind::Data, cfg.pack_size as usize)
+            .framed(cfg),
         trees: uploader.packer(BlobKind::Tree, cfg.pack_size as usize),
         claimed: Mutex::default(),
         counters: Counters::default(),
