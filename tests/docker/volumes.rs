@@ -222,7 +222,9 @@ fn backup_by_volume_name_records_the_volume_and_restores_into_a_new_one() {
 
 #[test]
 fn restore_into_an_existing_volume_refuses_when_in_use_and_replaces_its_contents() {
-    if !engine_or_skip("restore_into_an_existing_volume_refuses_when_in_use_and_replaces_its_contents") {
+    if !engine_or_skip(
+        "restore_into_an_existing_volume_refuses_when_in_use_and_replaces_its_contents",
+    ) {
         return;
     }
     busybox();
@@ -245,7 +247,11 @@ fn restore_into_an_existing_volume_refuses_when_in_use_and_replaces_its_contents
         "{line}"
     );
 
-    assert_eq!(listing(&busy), before, "a refused restore leaves the volume alone");
+    assert_eq!(
+        listing(&busy),
+        before,
+        "a refused restore leaves the volume alone"
+    );
 
     // Stopped: the existing volume ends identical to the snapshot (its
     // own file `old` removed), as `restore --delete` does in place.

@@ -19,8 +19,7 @@ pub fn restore(cli: &Cli, out: &Out, args: &RestoreArgs) -> Result<u8> {
     let mut docker_target = match &args.to_docker_volume {
         Some(name) => {
             let engine = cairn_docker::Engine::connect()?;
-            let t =
-                cairn_containers::prepare_restore(&engine, name, &snap, args.stop)?;
+            let t = cairn_containers::prepare_restore(&engine, name, &snap, args.stop)?;
             if t.created {
                 out.info(&format!("created Docker volume {name}"));
             }

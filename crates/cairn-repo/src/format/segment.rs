@@ -191,7 +191,10 @@ mod tests {
             }),
             ..entry(BlobKind::Data, stored_len, 100)
         };
-        assert_eq!(seg(member(200 << 10, 256 << 10)).check_limits(&limits), Ok(()));
+        assert_eq!(
+            seg(member(200 << 10, 256 << 10)).check_limits(&limits),
+            Ok(())
+        );
         for e in [member(100, u32::MAX), member(u32::MAX, 256 << 10)] {
             assert!(seg(e).check_limits(&limits).is_err(), "{e:?}");
         }

@@ -13,8 +13,7 @@ use crate::format::crypto::{Codec, Domain};
 use crate::format::frame::{decode_frame, member};
 use crate::format::layout::{self, FileType};
 use crate::format::pack::{
-    parse_any_footer, parse_entries_in, parse_table_in, BlobEntry, BlobLimits, Footer,
-    FOOTER_LEN,
+    parse_any_footer, parse_entries_in, parse_table_in, BlobEntry, BlobLimits, Footer, FOOTER_LEN,
 };
 use crate::{Error, Result};
 
