@@ -657,3 +657,58 @@ fn postgres_under_load_backed_up_with_stop_restores_into_a_server_with_equal_tot
         "the restored server holds what the first held at the stop"
     );
 }
+
+/// `cairn serve --allow-restore` offers new Docker volumes as restore
+/// targets when an engine answers, and fills the one the form names.
+#[test]
+fn the_web_restore_form_fills_a_new_docker_volume() {
+    use crate::common::web::{form, request, Served};
+    if !engine_or_skip("the_web_restore_form_fills_a_new_docker_volume") {
+        return;
+    }
+    busybox();
+    let mut scratch = Scratch::default();
+    let env = Env::new();
+    let src = env.path("src");
+    crate::common::write(&src.join("sub/a.txt"), "hello from the web");
+    let id = env.backup(&src, &["--volume", "web"])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let root = env.path("restores");
+    std::fs::create_dir_all(&root).unwrap();
+    let served = Served::start(
+        &env,
+        &["--allow-restore", "--restore-root", root.to_str().unwrap()],
+    );
+    let session = served.session();
+    let cookie = ("Cookie", session.cookie.as_str());
+    let page = served.page(&format!("/restore?snapshot={id}"));
+    assert!(page.contains("a new Docker volume"), "{page}");
+
+    let name = scratch.later_volume("web");
+    let body = form(&[
+        ("csrf", &session.csrf),
+        ("snapshot", &id),
+        ("path", ""),
+        ("dest", "volume"),
+        ("volume", &name),
+        ("step", "run"),
+    ]);
+    let run = request(&served.addr, "POST", "/restore", &[cookie], &body);
+    assert_eq!(run.status, 303, "{}", run.text());
+    let job = run.header("location").unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while served
+        .page(&format!("{job}/status"))
+        .contains(r#""state":"running""#)
+    {
+        assert!(Instant::now() < deadline, "restore job still running");
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(in_volume(&name, "cat /v/sub/a.txt"), "hello from the web");
+
+    // The name is now taken: a second restore into it is refused.
+    let again = request(&served.addr, "POST", "/restore", &[cookie], &body);
+    assert_eq!(again.status, 400, "{}", again.text());
+}
