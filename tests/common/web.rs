@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::Env;
@@ -22,9 +22,20 @@ pub struct Served {
 }
 
 impl Served {
-    /// `cairn serve --listen 127.0.0.1:0 EXTRA...` on the environment's repository.
+    /// `cairn serve --listen 127.0.0.1:0 EXTRA...` on the environment's
+    /// repository, with no Docker engine in reach (no volume restores).
     pub fn start(env: &Env, extra: &[&str]) -> Served {
         let mut c = env.cmd();
+        c.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+        Served::spawn(c, extra)
+    }
+
+    /// As [`Served::start`], with the machine's Docker engine.
+    pub fn start_with_docker(env: &Env, extra: &[&str]) -> Served {
+        Served::spawn(env.cmd(), extra)
+    }
+
+    fn spawn(mut c: Command, extra: &[&str]) -> Served {
         c.args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
             .env("CAIRN_SERVE_TOKEN", TOKEN)

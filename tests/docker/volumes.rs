@@ -677,7 +677,7 @@ fn the_web_restore_form_fills_a_new_docker_volume() {
         .to_string();
     let root = env.path("restores");
     std::fs::create_dir_all(&root).unwrap();
-    let served = Served::start(
+    let served = Served::start_with_docker(
         &env,
         &["--allow-restore", "--restore-root", root.to_str().unwrap()],
     );
