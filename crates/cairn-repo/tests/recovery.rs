@@ -5,54 +5,12 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use cairn_repo::format::layout::{self, FileType};
-use cairn_repo::store::faults::{Fault, FaultBackend, Op};
-use cairn_repo::{Backend, Id, Repository};
+use cairn_repo::store::faults::{Fault, Op};
+use cairn_repo::{Backend, Id};
 use support::*;
-
-/// A source tree of `n` files of 120 KiB each (several packs of data).
-fn source(dir: &Path, seed: u64, n: u64) -> BTreeMap<String, Vec<u8>> {
-    let src = dir.join("src");
-    let tree: BTreeMap<String, Vec<u8>> = (0..n)
-        .map(|i| (format!("f{i}"), noise(seed + i, 120 << 10)))
-        .collect();
-    write_tree(&src, &tree);
-    tree
-}
-
-/// After the faults are gone: `check` finds nothing wrong and `id`
-/// restores to `expected`.
-fn assert_whole(faults: &Arc<FaultBackend>, id: &Id, expected: &BTreeMap<String, Vec<u8>>) {
-    faults.heal();
-    let repo = open(faults);
-    let report = check_all(&repo);
-    assert!(
-        report.ok(),
-        "snapshot {} was reported saved, but check finds: {:?} {:?}",
-        id.short(),
-        report.errors,
-        report.damaged
-    );
-    let scratch = tempdir();
-    assert_restores(&repo, id, expected, scratch.path());
-}
-
-/// The data packs (not the tree pack) a snapshot's files are stored in.
-fn data_packs(repo: &Repository, tree: &Id) -> Vec<Id> {
-    let tree_pack = repo.locate(tree).unwrap().pack;
-    let mut packs: Vec<Id> = repo
-        .list(FileType::Pack)
-        .unwrap()
-        .into_keys()
-        .filter(|p| *p != tree_pack)
-        .collect();
-    packs.sort();
-    packs
-}
 
 /// Leftovers of a dead process whose pid this process now has, named as
 /// cairn used to name them: one for every `n` a counter of this process

@@ -114,30 +114,20 @@ impl Index {
 
     /// Segments already loaded.
     pub fn segments(&self) -> Result<HashSet<Id>> {
-        let conn = self.conn();
-        let mut st = conn
-            .prepare_cached("SELECT id FROM segments")
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([], |r| r.get::<_, Vec<u8>>(0))
-            .map_err(|e| self.err(e))?;
-        let mut out = HashSet::new();
-        for r in rows {
-            if let Some(id) = Id::from_slice(&r.map_err(|e| self.err(e))?) {
-                out.insert(id);
-            }
-        }
-        Ok(out)
+        self.id_set("SELECT id FROM segments")
     }
 
     /// Segment ids that some segment read into this cache supersedes: such
     /// a segment is never loaded, even when it is still present (a prune
     /// deletes it after publishing its superseder).
     pub fn superseded(&self) -> Result<HashSet<Id>> {
+        self.id_set("SELECT id FROM superseded")
+    }
+
+    /// The ids a one-column query returns (malformed ones skipped).
+    fn id_set(&self, query: &str) -> Result<HashSet<Id>> {
         let conn = self.conn();
-        let mut st = conn
-            .prepare_cached("SELECT id FROM superseded")
-            .map_err(|e| self.err(e))?;
+        let mut st = conn.prepare_cached(query).map_err(|e| self.err(e))?;
         let rows = st
             .query_map([], |r| r.get::<_, Vec<u8>>(0))
             .map_err(|e| self.err(e))?;
