@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # s3-compare.sh - cairn and restic against one S3 server on loopback, side by side.
 #
-# usage: benches/s3-compare.sh [--scale F] [--delay-ms N] [--work DIR]
+# usage: benches/s3-compare.sh (--data DIR | --scale F) [--delay-ms N] [--work DIR]
 #
-#   --scale F      dataset size from the shared generator, 1 = ~1 GiB (default 1)
+#   --data DIR     the tree to back up
+#   --scale F      or generate one with $GEN (the bench dataset generator,
+#                  `gen_dataset.py`), 1 = ~1 GiB
 #   --delay-ms N   put benches/delay-proxy.py between the tools and the server,
 #                  delaying each direction by N ms (round trip +2N ms; netem
 #                  would do the same where the kernel has sch_netem; default 0)
@@ -12,8 +14,6 @@
 # The S3 server is s3s-fs (Rust, `cargo install s3s-fs --features binary`;
 # $S3S_BIN or `s3s-fs` on PATH), so the server is not the bottleneck the
 # Python one would be. cairn: $CAIRN_BIN or ./target/release/cairn.
-# The generator: $GEN (default ../shared/bench/gen_dataset.py next to the
-# checkout).
 #
 # Steps, each under /usr/bin/time -v: cairn backup1 to local disk, cairn
 # backup1 to S3, restic backup1 to S3, then a full restore from S3 by each,
@@ -21,9 +21,10 @@
 # peak RSS, and for cairn the requests it reports in its --json summary.
 set -euo pipefail
 
-SCALE=1 DELAY=0 WORK=/tmp/cairn-s3-bench
+SCALE=1 DELAY=0 WORK=/tmp/cairn-s3-bench DATA=
 while [ $# -gt 0 ]; do
   case $1 in
+    --data) DATA=$2; shift 2 ;;
     --scale) SCALE=$2; shift 2 ;;
     --delay-ms) DELAY=$2; shift 2 ;;
     --work) WORK=$2; shift 2 ;;
@@ -35,15 +36,15 @@ done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CAIRN=${CAIRN_BIN:-$ROOT/target/release/cairn}
 S3S=${S3S_BIN:-$(command -v s3s-fs || true)}
-GEN=${GEN:-$ROOT/../shared/bench/gen_dataset.py}
 [ -x "$CAIRN" ] || { echo "no cairn binary at $CAIRN (cargo build --release -p cairn-cli)" >&2; exit 2; }
 [ -n "$S3S" ] || { echo "no s3s-fs (cargo install s3s-fs --features binary)" >&2; exit 2; }
 command -v restic >/dev/null || { echo "no restic (apt-get install -y restic)" >&2; exit 2; }
 
 mkdir -p "$WORK"
-DATA=$WORK/data-$SCALE
-if [ ! -d "$DATA" ]; then
-  python3 "$GEN" gen "$DATA" --scale "$SCALE" --seed 42 >/dev/null
+if [ -z "$DATA" ]; then
+  [ -n "${GEN:-}" ] || { echo "give --data DIR, or GEN=path/to/gen_dataset.py with --scale" >&2; exit 2; }
+  DATA=$WORK/data-$SCALE
+  [ -d "$DATA" ] || python3 "$GEN" gen "$DATA" --scale "$SCALE" --seed 42 >/dev/null
 fi
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

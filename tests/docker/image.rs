@@ -4,23 +4,17 @@
 //! intact. Skips, saying so, when no engine answers.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Instant;
 
 use crate::common::cairn_bin;
+use crate::docker_output;
 
 const IMAGE: &str = "cairn-test-cairn";
 const BUSYBOX: &str = "cairn-test-busybox";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn docker_output(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("run docker")
 }
 
 fn docker(args: &[&str]) -> String {

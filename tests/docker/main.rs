@@ -8,3 +8,13 @@ mod common;
 mod image;
 mod manifests;
 mod volumes;
+
+use std::process::{Command, Output};
+
+/// `docker ARGS...`, whatever it answers.
+fn docker_output(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker")
+}

@@ -13,15 +13,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{assert_exit, assert_one_line_error, parse_json, stderr, stdout, Env};
+use crate::docker_output;
 
 const BUSYBOX: &str = "cairn-test-busybox";
-
-fn docker_output(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("run docker")
-}
 
 fn docker(args: &[&str]) -> String {
     let out = docker_output(args);

@@ -274,18 +274,7 @@ impl cairn_repo::ops::progress::WorkProgress for Progress {
     }
 }
 
-/// Bytes in binary units, as humans read them.
+/// Bytes in binary units, as humans read them (as the charts label them).
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    cairn_chart::bytes_label(n)
 }

@@ -357,9 +357,9 @@ mod tests {
     use super::*;
     use crate::format::pack::BlobKind;
 
-    #[test]
-    fn reads_group_nearby_blobs_and_split_at_gaps_and_size() {
-        let entry = |offset: u64, len: u32| BlobEntry {
+    /// A plain data blob of `len` bytes at `offset`.
+    fn entry(offset: u64, len: u32) -> BlobEntry {
+        BlobEntry {
             id: Id::of(&offset.to_le_bytes()),
             kind: BlobKind::Data,
             flags: 0,
@@ -367,7 +367,11 @@ mod tests {
             raw_len: len,
             offset,
             frame: None,
-        };
+        }
+    }
+
+    #[test]
+    fn reads_group_nearby_blobs_and_split_at_gaps_and_size() {
         let k = 1u64 << 10;
         let entries = vec![
             entry(0, 1024),
@@ -383,15 +387,6 @@ mod tests {
 
     #[test]
     fn grouping_reads_never_overflows_whatever_the_entries_claim() {
-        let entry = |offset: u64, len: u32| BlobEntry {
-            id: Id::of(&offset.to_le_bytes()),
-            kind: BlobKind::Data,
-            flags: 0,
-            stored_len: len,
-            raw_len: len,
-            offset,
-            frame: None,
-        };
         let entries = vec![
             entry(0, 10),
             entry(u64::MAX - 100, 50),
