@@ -54,6 +54,8 @@ pub struct Repository {
     damaged_segments: std::sync::Mutex<Vec<Damaged>>,
     /// Prune plans found damaged by the last refresh.
     damaged_plans: std::sync::Mutex<Vec<Id>>,
+    /// Whether the last refresh found a prune plan dooming some pack.
+    plans_pending: std::sync::atomic::AtomicBool,
     /// A few decoded frames (format 3).
     pub(crate) frames: crate::store::frames::FrameCache,
 }
@@ -98,6 +100,7 @@ impl Repository {
             objects,
             damaged_segments: Default::default(),
             damaged_plans: Default::default(),
+            plans_pending: Default::default(),
             frames: Default::default(),
         };
         repo.refresh_index()?;
@@ -200,7 +203,18 @@ impl Repository {
     fn refresh_plans(&self) -> Result<()> {
         let plans = super::plans::doomed_packs(&*self.backend, &self.codec)?;
         *self.damaged_plans.lock().unwrap_or_else(|p| p.into_inner()) = plans.damaged;
+        self.plans_pending.store(
+            !plans.packs.is_empty(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.index.set_doomed(&plans.packs)
+    }
+
+    /// Whether the last index refresh found a prune plan that dooms packs
+    /// (not yet carried out).
+    pub fn plans_pending(&self) -> bool {
+        self.plans_pending
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Read segments; damaged ones are noted and skipped, so one bad segment

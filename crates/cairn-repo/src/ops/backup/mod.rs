@@ -257,11 +257,30 @@ struct Ctx<'a> {
     data: Packer,
     trees: Packer,
     claimed: Mutex<HashSet<Id>>,
+    /// The parent's data is known to stay stored while this backup runs,
+    /// so its chunk lists are reused without asking the index per chunk.
+    parent_safe: bool,
     counters: Counters,
     problems: Mutex<Vec<BackupProblem>>,
     fatal: Mutex<Option<Error>>,
     progress: &'a dyn Progress,
     tokens: (Sender<()>, Receiver<()>),
+}
+
+/// Whether every blob the parent references stays stored while this
+/// backup (holding its lock, index refreshed) runs: the parent snapshot
+/// still exists now and no prune plan dooms any pack. A prune never plans
+/// away data of an existing snapshot, and any plan made from now on waits
+/// for our lock (docs/FORMAT.md section 11). Otherwise each reused chunk
+/// is checked against the index.
+fn parent_is_safe(repo: &Repository, opts: &BackupOptions) -> Result<bool> {
+    let Some((id, _)) = &opts.parent else {
+        return Ok(true);
+    };
+    if repo.plans_pending() {
+        return Ok(false);
+    }
+    Ok(repo.snapshot_ids()?.contains(id))
 }
 
 /// Run a backup and, unless it is a dry run, commit its snapshot: packs are
@@ -292,6 +311,7 @@ pub fn backup(
     } else {
         opts
     };
+    let parent_safe = _lock.is_some() && parent_is_safe(repo, opts)?;
     let cfg = repo.config();
     let uploader = Uploader::start(repo.backend().clone(), repo.codec().clone(), opts.dry_run);
     let ctx = Ctx {
@@ -312,6 +332,7 @@ pub fn backup(
             .framed(cfg),
         trees: uploader.packer(BlobKind::Tree, cfg.pack_size as usize),
         claimed: Mutex::default(),
+        parent_safe,
         counters: Counters::default(),
         problems: Mutex::default(),
         fatal: Mutex::default(),

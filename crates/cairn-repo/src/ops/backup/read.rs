@@ -130,7 +130,7 @@ impl Ctx<'_> {
     /// chosen before our lock, or forgotten meanwhile, may have lost its
     /// data to a plan: then the file is read again.
     pub(super) fn reusable(&self, content: &[ChunkRef]) -> bool {
-        content.iter().all(|c| self.available(&c.id))
+        self.parent_safe || content.iter().all(|c| self.available(&c.id))
     }
 
     /// Whether a blob is stored in a pack no plan dooms, or claimed by this
