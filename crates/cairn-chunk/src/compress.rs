@@ -144,6 +144,32 @@ pub fn decompress(stored: &[u8], raw_len: usize) -> Result<Vec<u8>, CompressionE
     })
 }
 
+/// Whether `stored` decompresses to exactly `plain`: the check made on
+/// every compressed frame before it is stored. It decompresses into a
+/// buffer kept per thread, so checking costs no allocation.
+pub fn decompresses_to(stored: &[u8], plain: &[u8]) -> bool {
+    thread_local! {
+        static CHECK: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    CHECK.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        buf.reserve(plain.len());
+        DECOMPRESSOR.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                *slot = zstd::bulk::Decompressor::new().ok();
+            }
+            let Some(d) = slot.as_mut() else {
+                return false;
+            };
+            // zstd fills at most the capacity; whatever it decodes must
+            // then equal `plain`, length included.
+            d.decompress_to_buffer(stored, &mut *buf).is_ok() && buf[..] == *plain
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +194,27 @@ mod tests {
             assert!(z.len() < data.len());
         }
         assert!(Compression::None.compress(&data).is_none());
+    }
+
+    #[test]
+    fn frame_check_accepts_only_the_exact_plain_bytes() {
+        let long = "a longer row of text\n".repeat(4096);
+        let short = "row\n".repeat(64);
+        let z_long = Compression::Zstd(3).compress(long.as_bytes()).unwrap();
+        let z_short = Compression::Zstd(3).compress(short.as_bytes()).unwrap();
+        assert!(decompresses_to(&z_long, long.as_bytes()));
+        // The check buffer keeps the long frame's capacity: a frame that
+        // decodes to more than expected must still be refused.
+        assert!(!decompresses_to(&z_long, short.as_bytes()));
+        assert!(decompresses_to(&z_short, short.as_bytes()));
+        let mut flipped = short.clone().into_bytes();
+        flipped[10] ^= 1;
+        assert!(!decompresses_to(&z_short, &flipped));
+        assert!(!decompresses_to(
+            &z_short[..z_short.len() - 1],
+            short.as_bytes()
+        ));
+        assert!(!decompresses_to(b"not zstd at all", short.as_bytes()));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! which also checks that the compressed frame decompresses to what went
 //! in); [`decode_frame`] and [`member`] are the reader's half.
 
-use cairn_chunk::compress::decompress;
+use cairn_chunk::compress::{decompress, decompresses_to};
 use cairn_chunk::{Compression, Id};
 
 use crate::format::pack::{BlobEntry, BlobKind, Frame, FLAG_FRAME, FLAG_ZSTD};
@@ -78,7 +78,7 @@ impl FrameBuf {
         FrameBuf {
             kind,
             max: max as usize,
-            raw: Vec::new(),
+            raw: Vec::with_capacity(max as usize),
             members: Vec::new(),
         }
     }
@@ -110,18 +110,22 @@ impl FrameBuf {
     /// bad memory in the compressor cannot store a frame that does not hold
     /// the blobs the ids name (those ids were computed from the plain bytes).
     pub fn take(&mut self, compression: Compression) -> Result<Closed, String> {
-        let raw = std::mem::take(&mut self.raw);
         let members = std::mem::take(&mut self.members);
-        let raw_len = u32::try_from(raw.len()).map_err(|_| "frame larger than 4 GiB")?;
-        let (stored, compressed) = match compression.compress(&raw) {
+        let raw_len = u32::try_from(self.raw.len()).map_err(|_| "frame larger than 4 GiB")?;
+        let (stored, compressed) = match compression.compress(&self.raw) {
             Some(z) => {
-                let back = decompress(&z, raw.len()).map_err(|e| e.to_string())?;
-                if back != raw {
+                if !decompresses_to(&z, &self.raw) {
                     return Err("frame does not decompress to its blobs".into());
                 }
+                // The buffer keeps its capacity for the next frame, so
+                // filling it never reallocates.
+                self.raw.clear();
                 (z, true)
             }
-            None => (raw, false),
+            None => {
+                let fresh = Vec::with_capacity(self.max);
+                (std::mem::replace(&mut self.raw, fresh), false)
+            }
         };
         Ok(Closed {
             stored,

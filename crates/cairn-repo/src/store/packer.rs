@@ -390,20 +390,18 @@ impl Packer {
 
     /// Seal a closed frame (or single blob) and append it to the slot's
     /// pack; returns the pack when it is full.
-    fn write_closed(&self, slot: &mut Slot, closed: Closed) -> Result<Option<PackWriter>> {
+    fn write_closed(&self, slot: &mut Slot, mut closed: Closed) -> Result<Option<PackWriter>> {
+        let plain = std::mem::take(&mut closed.stored);
         let stored = match &*self.codec {
-            Codec::Plain => closed.stored.clone(),
-            Codec::Sealed(_) if closed.is_frame() => seal(
-                &self.codec,
-                Domain::Frame(self.kind),
-                None,
-                closed.stored.clone(),
-            )?,
+            Codec::Plain => plain,
+            Codec::Sealed(_) if closed.is_frame() => {
+                seal(&self.codec, Domain::Frame(self.kind), None, plain)?
+            }
             Codec::Sealed(_) => seal(
                 &self.codec,
                 Domain::Blob(self.kind),
                 Some(&closed.members[0].0),
-                closed.stored.clone(),
+                plain,
             )?,
         };
         let raw: u64 = closed.members.iter().map(|m| u64::from(m.1)).sum();

@@ -92,7 +92,14 @@ impl Repository {
                 pack: *pack,
                 entry: *e,
             };
-            each(e, stored.and_then(|s| self.decode_stored(&loc, s)))
+            // Every member of a frame arrives with the whole frame's stored
+            // bytes: only the first one decodes them, the others are cut
+            // from the decoded frame the first one cached.
+            let raw = stored.and_then(|s| match self.cached_member(&loc) {
+                Some(member) => member,
+                None => self.decode_stored(&loc, s.to_vec()),
+            });
+            each(e, raw)
         })
     }
 
@@ -140,9 +147,12 @@ impl Repository {
             };
             let verified = stored.and_then(|s| {
                 if e.frame.is_some() {
-                    return self.decode_stored(&loc, s);
+                    return match self.cached_member(&loc) {
+                        Some(member) => member,
+                        None => self.decode_stored(&loc, s.to_vec()),
+                    };
                 }
-                let opened = open_blob(self.codec(), &loc, s)?;
+                let opened = open_blob(self.codec(), &loc, s.to_vec())?;
                 decode_opened(self.codec(), &limits, &loc, opened.clone()).map(|_| opened)
             });
             each(e, verified)
@@ -153,7 +163,7 @@ impl Repository {
         &self,
         pack: &Id,
         entries: &[BlobEntry],
-        mut each: impl FnMut(&BlobEntry, Result<Vec<u8>>),
+        mut each: impl FnMut(&BlobEntry, Result<&[u8]>),
     ) {
         // Entries no blob can have (lengths beyond the repository's limits,
         // or an end past u64) are never part of a read: a forged index
@@ -193,7 +203,7 @@ impl Repository {
                 Ok(bytes) => {
                     for e in run {
                         let from = (e.offset - start) as usize;
-                        each(e, Ok(bytes[from..from + e.stored_len as usize].to_vec()));
+                        each(e, Ok(&bytes[from..from + e.stored_len as usize]));
                     }
                 }
                 Err(err) => {

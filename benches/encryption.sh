@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# encryption.sh - what encryption costs cairn: plaintext, key file and
+# password repositories backed up and restored from the same tree, runs
+# interleaved so the machine's load falls on all three alike.
+#
+# usage: benches/encryption.sh DATA [RUNS] [WORK]
+#
+#   DATA  the tree to back up (e.g. the bench volume)
+#   RUNS  rounds (default 3); each round runs every mode once, in turn
+#   WORK  scratch dir (default /tmp/cairn-encryption)
+#
+# Per mode and step it prints the median wall seconds, CPU seconds
+# (user + sys, which the other load on a shared machine disturbs less than
+# wall time) and peak RSS. Every restore is compared with DATA by
+# `diff -r --no-dereference`.
+# cairn: $CAIRN_BIN or ./target/release/cairn.
+set -euo pipefail
+
+DATA=${1:?usage: encryption.sh DATA [RUNS] [WORK]}
+RUNS=${2:-3}
+WORK=${3:-/tmp/cairn-encryption}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CAIRN=${CAIRN_BIN:-$ROOT/target/release/cairn}
+[ -x "$CAIRN" ] || { echo "no cairn at $CAIRN" >&2; exit 2; }
+[ -d "$DATA" ] || { echo "no directory $DATA" >&2; exit 2; }
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+printf 'cairn-key-1:%s\n' "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$WORK/key"
+chmod 600 "$WORK/key"
+RESULTS=$WORK/results.csv
+echo "mode,run,step,wall_s,cpu_s,rss_kib" > "$RESULTS"
+
+# timed MODE RUN STEP CMD...: run CMD under /usr/bin/time, append one row
+timed() {
+  local mode=$1 run=$2 step=$3
+  shift 3
+  /usr/bin/time -f "%e %U %S %M" -o "$WORK/time" "$@" > "$WORK/out" 2>&1 ||
+    { cat "$WORK/out" >&2; echo "$mode $step failed" >&2; exit 1; }
+  read -r wall user sys rss < "$WORK/time"
+  echo "$mode,$run,$step,$wall,$(echo "$user + $sys" | bc),$rss" >> "$RESULTS"
+}
+
+# run_mode MODE RUN: a fresh repository of MODE, backup1 and a verified restore
+run_mode() {
+  local mode=$1 run=$2 repo=$WORK/repo-$1 target=$WORK/restore-$1
+  rm -rf "$repo" "$target"
+  local env=(env -u CAIRN_PASSWORD -u CAIRN_KEY_FILE)
+  case $mode in
+    plaintext) "${env[@]}" "$CAIRN" init --repo "$repo" --insecure-no-encryption > /dev/null ;;
+    keyfile) "${env[@]}" "$CAIRN" init --repo "$repo" --key-file "$WORK/key" > /dev/null ;;
+    password) "${env[@]}" CAIRN_PASSWORD=bench "$CAIRN" init --repo "$repo" > /dev/null ;;
+  esac
+  local auth=()
+  case $mode in
+    keyfile) auth=(--key-file "$WORK/key") ;;
+    password) env+=(CAIRN_PASSWORD=bench) ;;
+  esac
+  timed "$mode" "$run" backup1 "${env[@]}" "$CAIRN" backup "$DATA" --repo "$repo" "${auth[@]}"
+  timed "$mode" "$run" restore "${env[@]}" "$CAIRN" restore latest --target "$target" --repo "$repo" "${auth[@]}"
+  diff -r --no-dereference "$DATA" "$target" > /dev/null || { echo "$mode: restore differs from $DATA" >&2; exit 1; }
+  rm -rf "$target"
+}
+
+for run in $(seq 1 "$RUNS"); do
+  for mode in plaintext keyfile password; do
+    echo "==> run $run: $mode" >&2
+    run_mode "$mode" "$run"
+  done
+done
+
+python3 - "$RESULTS" <<'EOF'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+def med(mode, step, col):
+    return statistics.median(float(r[col]) for r in rows if r["mode"] == mode and r["step"] == step)
+print(f"{'step':8} {'mode':10} {'wall s':>7} {'cpu s':>7} {'RSS MiB':>8}   vs plaintext (wall, cpu, RSS)")
+for step in ("backup1", "restore"):
+    base = [med("plaintext", step, c) for c in ("wall_s", "cpu_s", "rss_kib")]
+    for mode in ("plaintext", "keyfile", "password"):
+        v = [med(mode, step, c) for c in ("wall_s", "cpu_s", "rss_kib")]
+        ratio = " ".join(f"{a / b:5.2f}x" for a, b in zip(v, base))
+        print(f"{step:8} {mode:10} {v[0]:7.2f} {v[1]:7.2f} {v[2] / 1024:8.1f}   {ratio}")
+EOF
