@@ -1,4 +1,7 @@
 //! Command-line arguments: every command and flag the README documents.
+//!
+//! One long file of declarations on purpose: the whole command line can be
+//! read (and checked against the README) in one place.
 
 use std::path::PathBuf;
 

@@ -1,4 +1,8 @@
 //! [`S3Backend`]: cairn's `Backend` over object_store's S3 client.
+//!
+//! Long because each `Backend` operation carries its retry, metering and
+//! error mapping beside it; the pieces that stand alone (options, profile,
+//! location, stats) are in their own files.
 
 use std::future::Future;
 use std::io::{self, Read};

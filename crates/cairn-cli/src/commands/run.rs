@@ -1,6 +1,9 @@
 //! `cairn run`: a profile's volumes backed up one after another, each
 //! one's retention policy applied, then prune and check when due; and
 //! `cairn config check|example`.
+//!
+//! Over 500 lines: a profile run (choose volumes, back up, apply the
+//! policy, maintain, report) reads top to bottom as one sequence.
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};

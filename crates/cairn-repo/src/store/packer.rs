@@ -1,6 +1,10 @@
 //! Collecting new blobs into packs during a backup, and the uploader thread
 //! that stores finished packs.
 //!
+//! Kept in one file although long: the packer, its spool files and the
+//! uploader share one protocol (who locks, writes, ships and removes a spool
+//! file), which is easier to check read in one place.
+//!
 //! Each worker thread fills its own pack, so adding a blob never waits for
 //! another thread. A pack is written to a spool file as it fills (memory
 //! holds only a write buffer), hashed as it goes, and handed to the uploader

@@ -1,4 +1,10 @@
 //! A repository: config, index, blobs, trees and snapshots over a backend.
+//!
+//! Longer than most files here on purpose: it is the one type every
+//! operation goes through (open, unlock, caches, blob and tree reads,
+//! snapshot listing), and splitting it would spread its invariants (what
+//! is cached, what is re-read after a superseding segment) over several
+//! files; pack reads and segment bookkeeping already live beside it.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
