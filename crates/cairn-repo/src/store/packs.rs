@@ -149,7 +149,7 @@ impl Repository {
         })
     }
 
-    fn read_ranges(
+    pub(crate) fn read_ranges(
         &self,
         pack: &Id,
         entries: &[BlobEntry],

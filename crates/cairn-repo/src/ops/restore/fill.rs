@@ -23,7 +23,9 @@ use super::plan::LinkGroups;
 use super::{Counters, Problems, RestoreProgress};
 use crate::format::crypto::Codec;
 use crate::format::tree::Node;
+use crate::format::pack::BlobEntry;
 use crate::store::index::Location;
+use crate::store::packs::read_runs;
 use crate::{Error, Repository};
 
 /// Files kept open between chunks, at most (the rest are reopened).
@@ -101,11 +103,11 @@ impl Filler<'_> {
             slots,
             open: AtomicUsize::new(0),
         };
-        let by_pack = self.locate(&batch, &wanted);
+        let reads = split_reads(self.locate(&batch, &wanted));
         let read_all = || {
-            by_pack
+            reads
                 .par_iter()
-                .for_each(|(pack, locs)| self.restore_pack(&batch, pack, locs, &wanted))
+                .for_each(|(pack, entries)| self.restore_pack(&batch, pack, entries, &wanted))
         };
         match self.readers {
             Some(pool) => pool.install(read_all),
@@ -255,20 +257,19 @@ impl Filler<'_> {
         self.counters.files_failed.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Read the needed blobs of one pack (in offset order, in few large
-    /// reads, each verified once) and write each wherever it is needed.
+    /// Read needed blobs of one pack (in offset order, verified once) and
+    /// write each wherever it is needed.
     fn restore_pack(
         &self,
         batch: &Batch,
         pack: &Id,
-        locs: &[Location],
+        entries: &[BlobEntry],
         wanted: &HashMap<Id, Vec<Target>>,
     ) {
         if self.progress.cancelled() {
             return; // the restore ends with Error::Interrupted
         }
-        let entries: Vec<_> = locs.iter().map(|l| l.entry).collect();
-        self.repo.read_blobs(pack, &entries, |e, raw| {
+        self.repo.read_blobs(pack, entries, |e, raw| {
             if self.progress.cancelled() {
                 return;
             }
@@ -363,6 +364,22 @@ impl Filler<'_> {
         }
         Ok(())
     }
+}
+
+/// The blobs to read, pack by pack, cut into the ranges read at once, so
+/// that the reads of one big pack spread over every reader rather than
+/// queueing behind each other (and a batch does not wait for its
+/// largest pack at the end).
+fn split_reads(by_pack: Vec<(Id, Vec<Location>)>) -> Vec<(Id, Vec<BlobEntry>)> {
+    let mut reads = Vec::new();
+    for (pack, locs) in by_pack {
+        let mut entries: Vec<BlobEntry> = locs.iter().map(|l| l.entry).collect();
+        entries.sort_by_key(|e| e.offset);
+        for run in read_runs(&entries) {
+            reads.push((pack, run.to_vec()));
+        }
+    }
+    reads
 }
 
 /// Each chunk of `node` as (id, offset, length, whether `file` already
