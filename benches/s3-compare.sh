@@ -15,12 +15,15 @@
 # $S3S_BIN or `s3s-fs` on PATH), so the server is not the bottleneck the
 # Python one would be. cairn: $CAIRN_BIN or ./target/release/cairn.
 #
-# Steps, each under /usr/bin/time -v: cairn backup1 to local disk, cairn
-# backup1 to S3, restic backup1 to S3, then a full restore from S3 by each
+# Steps, each under /usr/bin/time -v: cairn backup1 to local disk and a
+# restore from there (the reference), cairn backup1 to S3, restic backup1
+# to S3, then a full restore from S3 by each
 # (cairn's with the cache its backup left, then again with an empty cache),
 # compared with the source by `diff -r`. Prints one table: wall seconds,
-# peak RSS, and the requests the server saw during the step, by S3
-# operation (from its debug log, so both tools are counted the same way).
+# peak RSS, the CPU seconds the server (and the delaying proxy) spent on
+# the step, and the requests the server saw during it, by S3 operation
+# (from its debug log, so both tools are counted the same way). Runs share
+# the machine's cores with the server and the proxy: compare within a run.
 set -euo pipefail
 
 SCALE=1 DELAY=0 WORK=/tmp/cairn-s3-bench DATA=
@@ -87,7 +90,7 @@ cpu_of() { # CPU seconds process $1 has used so far (0 without one)
 }
 delta() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b - a}'; }
 requests() { # the requests the server logged after line $1, by operation
-  tail -n +"$(($1 + 1))" "$WORK/s3s.log" | grep -o 'resolved route, op: [A-Za-z]*' |
+  tail -n +"$(($1 + 1))" "$WORK/s3s.log" | grep -o 'resolved route, op: [A-Za-z0-9]*' |
     awk '{n[$4]++} END {for (o in n) printf "%s %d, ", o, n[o]}' | sed 's/, $//'
 }
 step() { # NAME CMD...: run under time -v, print wall, RSS, CPU and requests
@@ -103,15 +106,17 @@ step() { # NAME CMD...: run under time -v, print wall, RSS, CPU and requests
   printf '%-22s %9s %10s %12s %11s %s\n' "$name" "$wall" "$rss" "$server" "$proxy" "$(requests "$before")"
 }
 
-"$CAIRN" --repo "$WORK/local" init >/dev/null
-"$CAIRN" --repo "s3://bench/cairn" init >/dev/null
+"$CAIRN" --repo "$WORK/local" init >/dev/null 2>&1
+"$CAIRN" --repo "s3://bench/cairn" init >/dev/null 2>&1
 step cairn-backup-local "$CAIRN" --repo "$WORK/local" --cache-dir "$WORK/cache-local" --json backup "$DATA"
+step cairn-restore-local "$CAIRN" --repo "$WORK/local" --cache-dir "$WORK/cache-local" --json restore latest --target "$WORK/out-local"
 step cairn-backup-s3 "$CAIRN" --repo "s3://bench/cairn" --cache-dir "$WORK/cache-s3" --json backup "$DATA"
 restic -r "s3:http://127.0.0.1:$PORT/bench/restic" init >/dev/null
 step restic-backup-s3 restic -r "s3:http://127.0.0.1:$PORT/bench/restic" backup --no-cache -q "$DATA"
 step cairn-restore-s3 "$CAIRN" --repo "s3://bench/cairn" --cache-dir "$WORK/cache-s3" --json restore latest --target "$WORK/out-cairn"
 step cairn-restore-s3-cold "$CAIRN" --repo "s3://bench/cairn" --cache-dir "$WORK/cache-cold" --json restore latest --target "$WORK/out-cairn-cold"
 step restic-restore-s3 restic -r "s3:http://127.0.0.1:$PORT/bench/restic" restore latest --target "$WORK/out-restic"
+diff -r --no-dereference "$DATA" "$WORK/out-local" >/dev/null && echo "cairn local restore: identical"
 diff -r --no-dereference "$DATA" "$WORK/out-cairn" >/dev/null && echo "cairn restore: identical"
 diff -r --no-dereference "$DATA" "$WORK/out-cairn-cold" >/dev/null && echo "cairn restore (empty cache): identical"
 diff -r --no-dereference "$DATA" "$WORK/out-restic$DATA" >/dev/null && echo "restic restore: identical"

@@ -626,6 +626,15 @@ mod tests {
     }
 
     #[test]
+    fn upload_budget_units_round_up_and_stay_in_range() {
+        assert_eq!(budget_units(0), 1);
+        assert_eq!(budget_units(1), 1);
+        assert_eq!(budget_units(BUDGET_UNIT + 1), 2);
+        assert_eq!(budget_units(64 << 20), 1024);
+        assert_eq!(budget_units(u64::MAX), u32::MAX >> 4);
+    }
+
+    #[test]
     fn short_reads_fill_what_they_can() {
         let mut src: &[u8] = b"abc";
         let mut buf = [0u8; 5];

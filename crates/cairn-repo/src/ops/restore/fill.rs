@@ -1,8 +1,9 @@
 //! Writing the content of a batch of files, reading each pack once: files
 //! are prepared in parallel (an existing file is compared chunk by chunk and
 //! keeps what is already right), the chunks still needed are grouped by
-//! pack, and each pack's blobs are read in offset order in few large reads,
-//! verified once, and written wherever they are needed. A file is created
+//! pack, and each pack's blobs are read in offset order in few large reads
+//! (spread over the readers, each read on its own), verified once, and
+//! written wherever they are needed. A file is created
 //! when its first chunk arrives and finished (attributes applied, closed)
 //! when its last one is written; at most `MAX_OPEN` files are open at once,
 //! whatever the batch holds.
