@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use crate::format::pack::{BlobEntry, BlobKind};
 use crate::format::tree::Tree;
 use crate::store::index::Location;
-use crate::store::packs::{decode_blob, read_runs};
+use crate::store::packs::{decode_blob, range_reads};
 use crate::Repository;
 
 impl Repository {
@@ -52,14 +52,7 @@ impl Repository {
                 by_pack.entry(loc.pack).or_default().push(loc.entry);
             }
         }
-        let mut reads = Vec::new();
-        for (pack, mut entries) in by_pack {
-            entries.sort_by_key(|e| e.offset);
-            for run in read_runs(&entries) {
-                reads.push((pack, run.to_vec()));
-            }
-        }
-        reads
+        range_reads(by_pack)
             .par_iter()
             .flat_map_iter(|(pack, entries)| {
                 let mut below = Vec::new();

@@ -26,7 +26,7 @@ use crate::format::crypto::Codec;
 use crate::format::pack::BlobEntry;
 use crate::format::tree::Node;
 use crate::store::index::Location;
-use crate::store::packs::read_runs;
+use crate::store::packs::range_reads;
 use crate::{Error, Repository};
 
 /// Files kept open between chunks, at most (the rest are reopened).
@@ -367,20 +367,15 @@ impl Filler<'_> {
     }
 }
 
-/// The blobs to read, pack by pack, cut into the ranges read at once, so
-/// that the reads of one big pack spread over every reader rather than
-/// queueing behind each other (and a batch does not wait for its
-/// largest pack at the end).
+/// The blobs to read as ranges, so that the reads of one big pack spread
+/// over every reader rather than queueing behind each other (and a batch
+/// does not wait for its largest pack at the end).
 fn split_reads(by_pack: Vec<(Id, Vec<Location>)>) -> Vec<(Id, Vec<BlobEntry>)> {
-    let mut reads = Vec::new();
-    for (pack, locs) in by_pack {
-        let mut entries: Vec<BlobEntry> = locs.iter().map(|l| l.entry).collect();
-        entries.sort_by_key(|e| e.offset);
-        for run in read_runs(&entries) {
-            reads.push((pack, run.to_vec()));
-        }
-    }
-    reads
+    range_reads(
+        by_pack
+            .into_iter()
+            .map(|(pack, locs)| (pack, locs.iter().map(|l| l.entry).collect())),
+    )
 }
 
 /// Each chunk of `node` as (id, offset, length, whether `file` already
