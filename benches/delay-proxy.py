@@ -6,57 +6,106 @@ usage: delay-proxy.py LISTEN_PORT TARGET_PORT DELAY_MS
 Stands in for netem where the kernel has no sch_netem: a request and its
 reply each wait DELAY_MS, so the round trip grows by 2 * DELAY_MS while
 throughput stays that of loopback (data is queued, not throttled).
+
+Built on asyncio protocols rather than streams: each chunk that arrives
+costs one queue append, and one timer per direction releases whatever is
+due, so the proxy spends little CPU per byte (the bench runs it beside the
+server and the tools on the same cores). Order is kept per direction; a
+side whose peer cannot keep up stops reading (flow control), as TCP would.
 """
 import asyncio
+import collections
 import sys
-import time
 
 
-async def pump(reader, writer, delay):
-    queue = asyncio.Queue()
+class Half(asyncio.Protocol):
+    """One side of a proxied connection: what it receives goes, DELAY
+    later, to its peer."""
 
-    async def deliver():
-        while True:
-            due, data = await queue.get()
-            wait = due - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
+    def __init__(self, delay):
+        self.delay = delay
+        self.loop = asyncio.get_running_loop()
+        self.transport = None
+        self.peer = None
+        self.queue = collections.deque()  # (due, bytes, or None for EOF)
+        self.timer = None
+        self.closed = False
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.push(data)
+
+    def eof_received(self):
+        self.push(None)
+        return True  # keep the transport open for the other direction
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self.push(None)
+
+    def pause_writing(self):
+        if self.peer and self.peer.transport:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self):
+        if self.peer and self.peer.transport:
+            self.peer.transport.resume_reading()
+
+    def push(self, data):
+        self.queue.append((self.loop.time() + self.delay, data))
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.queue[0][0], self.release)
+
+    def release(self):
+        """Hand the peer everything that is due, in order."""
+        self.timer = None
+        if self.peer is None or self.peer.transport is None:
+            # The server side is still connecting; try again shortly.
+            self.timer = self.loop.call_later(0.001, self.release)
+            return
+        now = self.loop.time()
+        out = self.peer.transport
+        while self.queue and self.queue[0][0] <= now:
+            _, data = self.queue.popleft()
             if data is None:
-                writer.close()
-                return
-            writer.write(data)
-            await writer.drain()
-
-    sender = asyncio.create_task(deliver())
-    try:
-        while True:
-            data = await reader.read(1 << 16)
-            queue.put_nowait((time.monotonic() + delay, data or None))
-            if not data:
-                break
-        await sender
-    except (ConnectionError, OSError):
-        sender.cancel()
-        writer.close()
+                if out.can_write_eof() and not self.closed:
+                    out.write_eof()
+                else:
+                    out.close()
+                if self.closed and self.peer.closed:
+                    out.close()
+                continue
+            if not out.is_closing():
+                out.write(data)
+        if self.queue:
+            self.timer = self.loop.call_at(self.queue[0][0], self.release)
 
 
 async def main():
     listen, target, delay_ms = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
     delay = delay_ms / 1000
+    loop = asyncio.get_running_loop()
 
-    async def handle(client_r, client_w):
-        try:
-            server_r, server_w = await asyncio.open_connection("127.0.0.1", target)
-        except OSError:
-            client_w.close()
-            return
-        await asyncio.gather(
-            pump(client_r, server_w, delay),
-            pump(server_r, client_w, delay),
-            return_exceptions=True,
-        )
+    def accept():
+        client = Half(delay)
 
-    server = await asyncio.start_server(handle, "127.0.0.1", listen)
+        async def connect():
+            try:
+                _, server = await loop.create_connection(
+                    lambda: Half(delay), "127.0.0.1", target
+                )
+            except OSError:
+                if client.transport:
+                    client.transport.close()
+                return
+            server.peer, client.peer = client, server
+
+        loop.create_task(connect())
+        return client
+
+    server = await loop.create_server(accept, "127.0.0.1", listen)
     async with server:
         await server.serve_forever()
 

@@ -15,10 +15,15 @@
 # $S3S_BIN or `s3s-fs` on PATH), so the server is not the bottleneck the
 # Python one would be. cairn: $CAIRN_BIN or ./target/release/cairn.
 #
-# Steps, each under /usr/bin/time -v: cairn backup1 to local disk, cairn
-# backup1 to S3, restic backup1 to S3, then a full restore from S3 by each,
+# Steps, each under /usr/bin/time -v: cairn backup1 to local disk and a
+# restore from there (the reference), cairn backup1 to S3, restic backup1
+# to S3, then a full restore from S3 by each
+# (cairn's with the cache its backup left, then again with an empty cache),
 # compared with the source by `diff -r`. Prints one table: wall seconds,
-# peak RSS, and for cairn the requests it reports in its --json summary.
+# peak RSS, the CPU seconds the server (and the delaying proxy) spent on
+# the step, and the requests the server saw during it, by S3 operation
+# (from its debug log, so both tools are counted the same way). Runs share
+# the machine's cores with the server and the proxy: compare within a run.
 set -euo pipefail
 
 SCALE=1 DELAY=0 WORK=/tmp/cairn-s3-bench DATA=
@@ -56,7 +61,9 @@ if [ "$DELAY" != 0 ]; then
   PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 fi
 export AWS_ENDPOINT_URL=http://127.0.0.1:$PORT
-"$S3S" --host 127.0.0.1 --port "$SERVER_PORT" --access-key "$AWS_ACCESS_KEY_ID" \
+# One "resolved route, op: NAME" line per request: the request counts.
+NO_COLOR=1 RUST_LOG=s3s::ops=debug,s3s::ops::signature=info \
+  "$S3S" --host 127.0.0.1 --port "$SERVER_PORT" --access-key "$AWS_ACCESS_KEY_ID" \
   --secret-key "$AWS_SECRET_ACCESS_KEY" "$WORK/s3" \
   >"$WORK/s3s.log" 2>&1 &
 S3PID=$!
@@ -76,28 +83,46 @@ if [ "$DELAY" != 0 ]; then
 fi
 
 export CAIRN_PASSWORD=bench RESTIC_PASSWORD=bench
-printf '%-22s %9s %10s %s\n' step wall_s rss_mib requests
-step() { # NAME CMD...: run under time -v, print wall, RSS and cairn's request counts
+printf '%-22s %9s %10s %12s %11s %s\n' step wall_s rss_mib server_cpu_s proxy_cpu_s requests
+cpu_of() { # CPU seconds process $1 has used so far (0 without one)
+  [ -n "$1" ] || { echo 0; return; }
+  awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"
+}
+delta() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b - a}'; }
+requests() { # the requests the server logged after line $1, by operation
+  tail -n +"$(($1 + 1))" "$WORK/s3s.log" | grep -o 'resolved route, op: [A-Za-z0-9]*' |
+    awk '{n[$4]++} END {for (o in n) printf "%s %d, ", o, n[o]}' | sed 's/, $//'
+}
+step() { # NAME CMD...: run under time -v, print wall, RSS, CPU and requests
   local name=$1; shift
   local log=$WORK/$name.time out=$WORK/$name.out
+  local before server proxy
+  before=$(wc -l <"$WORK/s3s.log") server=$(cpu_of "$S3PID") proxy=$(cpu_of "$PROXYPID")
   /usr/bin/time -v "$@" >"$out" 2>"$log" || { echo "$name failed; see $log" >&2; tail -5 "$log" >&2; exit 1; }
-  local wall rss req
+  local wall rss
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,t,":"); s=0; for(i=1;i<=n;i++) s=s*60+t[i]; print s}' "$log")
   rss=$(awk -F': ' '/Maximum resident/ {printf "%.1f", $2/1024}' "$log")
-  req=$(tail -1 "$out" | python3 -c 'import json,sys
-try: print(json.dumps(json.loads(sys.stdin.read()).get("requests", "")))
-except Exception: print("")' 2>/dev/null)
-  printf '%-22s %9s %10s %s\n' "$name" "$wall" "$rss" "$req"
+  server=$(delta "$server" "$(cpu_of "$S3PID")") proxy=$(delta "$proxy" "$(cpu_of "$PROXYPID")")
+  printf '%-22s %9s %10s %12s %11s %s\n' "$name" "$wall" "$rss" "$server" "$proxy" "$(requests "$before")"
 }
 
-"$CAIRN" --repo "$WORK/local" init >/dev/null
-"$CAIRN" --repo "s3://bench/cairn" init >/dev/null
+"$CAIRN" --repo "$WORK/local" init >/dev/null 2>&1
+"$CAIRN" --repo "s3://bench/cairn" init >/dev/null 2>&1
 step cairn-backup-local "$CAIRN" --repo "$WORK/local" --cache-dir "$WORK/cache-local" --json backup "$DATA"
+step cairn-restore-local "$CAIRN" --repo "$WORK/local" --cache-dir "$WORK/cache-local" --json restore latest --target "$WORK/out-local"
 step cairn-backup-s3 "$CAIRN" --repo "s3://bench/cairn" --cache-dir "$WORK/cache-s3" --json backup "$DATA"
 restic -r "s3:http://127.0.0.1:$PORT/bench/restic" init >/dev/null
 step restic-backup-s3 restic -r "s3:http://127.0.0.1:$PORT/bench/restic" backup --no-cache -q "$DATA"
 step cairn-restore-s3 "$CAIRN" --repo "s3://bench/cairn" --cache-dir "$WORK/cache-s3" --json restore latest --target "$WORK/out-cairn"
+step cairn-restore-s3-cold "$CAIRN" --repo "s3://bench/cairn" --cache-dir "$WORK/cache-cold" --json restore latest --target "$WORK/out-cairn-cold"
 step restic-restore-s3 restic -r "s3:http://127.0.0.1:$PORT/bench/restic" restore latest --target "$WORK/out-restic"
+diff -r --no-dereference "$DATA" "$WORK/out-local" >/dev/null && echo "cairn local restore: identical"
 diff -r --no-dereference "$DATA" "$WORK/out-cairn" >/dev/null && echo "cairn restore: identical"
+diff -r --no-dereference "$DATA" "$WORK/out-cairn-cold" >/dev/null && echo "cairn restore (empty cache): identical"
 diff -r --no-dereference "$DATA" "$WORK/out-restic$DATA" >/dev/null && echo "restic restore: identical"
 echo "stored: cairn $(du -sb "$WORK/s3/bench/cairn" | cut -f1) B, restic $(du -sb "$WORK/s3/bench/restic" | cut -f1) B"
+for name in cairn-backup-s3 cairn-restore-s3 cairn-restore-s3-cold; do
+  printf 'cairn %s counted: %s\n' "$name" "$(tail -1 "$WORK/$name.out" | python3 -c 'import json,sys
+try: print(json.dumps(json.loads(sys.stdin.read()).get("requests", "")))
+except Exception: print("")' 2>/dev/null)"
+done

@@ -29,6 +29,10 @@ use crate::stats::{RequestStats, RequestStatsSnapshot};
 /// memory, and several uploads may run side by side.
 const PARTS_IN_FLIGHT: usize = 4;
 
+/// The upload budget is counted in units of this many bytes (a semaphore
+/// takes at most `u32::MAX` permits at once).
+const BUDGET_UNIT: u64 = 64 << 10;
+
 /// Threads of the backend's I/O runtime: requests wait on the network, so
 /// two keep many connections busy.
 const IO_THREADS: usize = 2;
@@ -45,6 +49,8 @@ pub struct S3Backend {
     options: S3Options,
     settings: ResolvedSettings,
     stats: Arc<RequestStats>,
+    /// What is left of `options.upload_memory`, in `BUDGET_UNIT`s.
+    upload_budget: tokio::sync::Semaphore,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -96,6 +102,7 @@ impl S3Backend {
             options: options.clone(),
             settings,
             stats,
+            upload_budget: tokio::sync::Semaphore::new(budget_units(options.upload_memory) as usize),
             runtime,
         })
     }
@@ -287,6 +294,17 @@ impl S3Backend {
         }
     }
 
+    /// Wait until `bytes` of upload memory are free and take them (all of
+    /// the budget when `bytes` is more), until the permit is dropped.
+    async fn reserve_upload(&self, bytes: u64) -> tokio::sync::SemaphorePermit<'_> {
+        let whole = budget_units(self.options.upload_memory);
+        let units = budget_units(bytes).min(whole);
+        self.upload_budget
+            .acquire_many(units)
+            .await
+            .expect("the upload budget is never closed")
+    }
+
     async fn fetch(&self, path: &Path) -> object_store::Result<Bytes> {
         self.store.get(path).await?.bytes().await
     }
@@ -341,7 +359,7 @@ impl S3Backend {
                 .map_err(|e| self.err(key, e));
         }
         let e = match self.store.get_range(&path, offset..offset + len).await {
-            Ok(b) if b.len() as u64 == len => return Ok(b.to_vec()),
+            Ok(b) if b.len() as u64 == len => return Ok(Vec::from(b)),
             Ok(b) => return Err(self.short(key, offset, len, offset + b.len() as u64)),
             Err(object_store::Error::NotFound { .. }) => {
                 return Err(BackendError::NotFound {
@@ -465,17 +483,25 @@ impl Backend for S3Backend {
     }
 
     /// Files up to `multipart_threshold` are read whole and put as `put`
-    /// does; larger ones go up in parts.
+    /// does; larger ones go up in parts. Either waits first until its
+    /// memory fits in what `upload_memory` has left.
     fn put_file(&self, key: &str, file: &LocalPath) -> Result<(), BackendError> {
         let result = match std::fs::metadata(file) {
             Err(e) => Err(local_err(file, e)),
             Ok(m) if m.len() > self.options.multipart_threshold => {
-                self.block_on(self.put_multipart(key, file))
+                let held = (PARTS_IN_FLIGHT as u64 + 1) * self.options.part_size as u64;
+                self.block_on(async {
+                    let _budget = self.reserve_upload(held).await;
+                    self.put_multipart(key, file).await
+                })
             }
-            Ok(_) => match std::fs::read(file) {
-                Ok(data) => self.block_on(self.put_bytes(key, data.into())),
-                Err(e) => Err(local_err(file, e)),
-            },
+            Ok(m) => self.block_on(async {
+                let _budget = self.reserve_upload(m.len()).await;
+                match std::fs::read(file) {
+                    Ok(data) => self.put_bytes(key, data.into()).await,
+                    Err(e) => Err(local_err(file, e)),
+                }
+            }),
         };
         let _ = std::fs::remove_file(file);
         result
@@ -484,7 +510,7 @@ impl Backend for S3Backend {
     fn get(&self, key: &str) -> Result<Vec<u8>, BackendError> {
         let path = self.path(key)?;
         self.block_on(self.fetch(&path))
-            .map(|b| b.to_vec())
+            .map(Vec::from)
             .map_err(|e| self.err(key, e))
     }
 
@@ -503,6 +529,14 @@ impl Backend for S3Backend {
             Err(e) => Err(self.err(key, e)),
         }
     }
+}
+
+/// `bytes` in budget units, rounded up, at least one and at most what a
+/// semaphore hands out at once.
+fn budget_units(bytes: u64) -> u32 {
+    bytes
+        .div_ceil(BUDGET_UNIT)
+        .clamp(1, u64::from(u32::MAX >> 4)) as u32
 }
 
 fn local_err(file: &LocalPath, e: io::Error) -> BackendError {
@@ -593,6 +627,15 @@ mod tests {
         assert!(backoff(&r, 1) >= Duration::from_millis(50));
         assert!(backoff(&r, 30) <= Duration::from_secs(1));
         assert!(backoff(&r, 30) >= Duration::from_millis(500));
+    }
+
+    #[test]
+    fn upload_budget_units_round_up_and_stay_in_range() {
+        assert_eq!(budget_units(0), 1);
+        assert_eq!(budget_units(1), 1);
+        assert_eq!(budget_units(BUDGET_UNIT + 1), 2);
+        assert_eq!(budget_units(64 << 20), 1024);
+        assert_eq!(budget_units(u64::MAX), u32::MAX >> 4);
     }
 
     #[test]

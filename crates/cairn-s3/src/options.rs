@@ -24,6 +24,12 @@ pub struct S3Options {
     pub multipart_threshold: u64,
     /// Size of each part of a multipart upload (S3 needs at least 5 MiB).
     pub part_size: usize,
+    /// Bytes of file uploads (`put_file`, packs) held in memory at once,
+    /// across every thread: a file is read whole before it is sent, so
+    /// without a bound `connections` packs would sit in memory together.
+    /// Uploads beyond it wait with their files on disk. A file larger than
+    /// this takes the whole budget for itself.
+    pub upload_memory: u64,
     /// Retries of failed requests.
     pub retry: RetryOptions,
     /// Longest time one request may take, body included, before it counts
@@ -40,6 +46,7 @@ impl Default for S3Options {
             conditional_put: true,
             multipart_threshold: 64 << 20,
             part_size: 16 << 20,
+            upload_memory: 64 << 20,
             retry: RetryOptions::default(),
             request_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(10),

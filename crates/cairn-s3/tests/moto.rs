@@ -167,6 +167,31 @@ fn large_files_go_up_in_parts() {
 }
 
 #[test]
+fn uploads_beyond_the_memory_budget_wait_their_turn() {
+    let Some(moto) = moto() else { return };
+    let bucket = moto.bucket("budget");
+    let mut options = quick_options();
+    // Less than one file: each takes the whole budget, one at a time.
+    options.upload_memory = 64 << 10;
+    let b = backend(&moto.endpoint(), &format!("s3://{bucket}/r"), &options);
+    let dir = tempfile::tempdir().unwrap();
+    std::thread::scope(|s| {
+        for t in 0..6u8 {
+            let (b, dir) = (&b, dir.path());
+            s.spawn(move || {
+                let file = dir.join(format!("pack{t}"));
+                std::fs::write(&file, vec![t; 300 << 10]).unwrap();
+                b.put_file(&format!("packs/{t}"), &file).unwrap();
+                assert!(!file.exists());
+            });
+        }
+    });
+    for t in 0..6u8 {
+        assert_eq!(b.get(&format!("packs/{t}")).unwrap(), vec![t; 300 << 10]);
+    }
+}
+
+#[test]
 fn stats_count_requests_and_bytes_by_kind() {
     let Some(moto) = moto() else { return };
     let bucket = moto.bucket("stats");

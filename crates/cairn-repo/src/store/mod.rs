@@ -14,4 +14,5 @@ pub mod objcache;
 pub mod packer;
 pub mod packs;
 pub mod plans;
+pub mod prefetch;
 pub mod repository;

@@ -25,6 +25,16 @@ impl ObjectCache {
         self.dir.as_ref().map(|d| d.join(key))
     }
 
+    /// Whether there is a cache at all.
+    pub fn enabled(&self) -> bool {
+        self.dir.is_some()
+    }
+
+    /// Whether `key` is cached (its bytes are not checked).
+    pub fn has(&self, key: &str) -> bool {
+        self.path(key).is_some_and(|p| p.exists())
+    }
+
     /// The cached bytes of `key`, if any.
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         std::fs::read(self.path(key)?).ok()

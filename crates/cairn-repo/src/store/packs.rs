@@ -159,7 +159,7 @@ impl Repository {
         })
     }
 
-    fn read_ranges(
+    pub(crate) fn read_ranges(
         &self,
         pack: &Id,
         entries: &[BlobEntry],
@@ -223,6 +223,20 @@ impl Repository {
 /// Where a blob ends in its pack; `None` past u64 (a forged entry).
 fn blob_end(e: &BlobEntry) -> Option<u64> {
     e.offset.checked_add(u64::from(e.stored_len))
+}
+
+/// The blobs to read, pack by pack, cut into the ranges read at once (see
+/// [`read_runs`]): one item per range, so that many readers can share the
+/// reads of one large pack.
+pub(crate) fn range_reads(
+    by_pack: impl IntoIterator<Item = (Id, Vec<BlobEntry>)>,
+) -> Vec<(Id, Vec<BlobEntry>)> {
+    let mut reads = Vec::new();
+    for (pack, mut entries) in by_pack {
+        entries.sort_by_key(|e| e.offset);
+        reads.extend(read_runs(&entries).into_iter().map(|r| (pack, r.to_vec())));
+    }
+    reads
 }
 
 /// Entries of a pack in offset order, grouped into ranges read at once.
@@ -393,6 +407,26 @@ mod tests {
         let sizes: Vec<usize> = read_runs(&entries).iter().map(|r| r.len()).collect();
         assert_eq!(sizes, vec![2, 2, 1]);
         assert!(read_runs(&[]).is_empty());
+    }
+
+    #[test]
+    fn range_reads_cut_every_pack_into_its_runs_in_offset_order() {
+        let (a, b) = (Id::of(b"a"), Id::of(b"b"));
+        let reads = range_reads([
+            (
+                a,
+                vec![entry(4 << 20, 10), entry(0, 10), entry(1 << 10, 10)],
+            ),
+            (b, vec![entry(0, 10)]),
+        ]);
+        let shape: Vec<(Id, Vec<u64>)> = reads
+            .iter()
+            .map(|(p, es)| (*p, es.iter().map(|e| e.offset).collect()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![(a, vec![0, 1 << 10]), (a, vec![4 << 20]), (b, vec![0])]
+        );
     }
 
     #[test]

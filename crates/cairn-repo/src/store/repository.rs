@@ -405,6 +405,11 @@ impl Repository {
         Ok(list)
     }
 
+    /// The local copies of snapshots and trees (none for local repositories).
+    pub(crate) fn objects(&self) -> &ObjectCache {
+        &self.objects
+    }
+
     /// Keep a tree blob's stored bytes in the local object cache (a no-op
     /// for local repositories).
     pub fn remember_tree(&self, id: &Id, stored: &[u8]) {

@@ -1,8 +1,9 @@
 //! Writing the content of a batch of files, reading each pack once: files
 //! are prepared in parallel (an existing file is compared chunk by chunk and
 //! keeps what is already right), the chunks still needed are grouped by
-//! pack, and each pack's blobs are read in offset order in few large reads,
-//! verified once, and written wherever they are needed. A file is created
+//! pack, and each pack's blobs are read in offset order in few large reads
+//! (spread over the readers, each read on its own), verified once, and
+//! written wherever they are needed. A file is created
 //! when its first chunk arrives and finished (attributes applied, closed)
 //! when its last one is written; at most `MAX_OPEN` files are open at once,
 //! whatever the batch holds.
@@ -22,8 +23,10 @@ use super::dest::{apply_fd, Dest, Found};
 use super::plan::LinkGroups;
 use super::{Counters, Problems, RestoreProgress};
 use crate::format::crypto::Codec;
+use crate::format::pack::BlobEntry;
 use crate::format::tree::Node;
 use crate::store::index::Location;
+use crate::store::packs::range_reads;
 use crate::{Error, Repository};
 
 /// Files kept open between chunks, at most (the rest are reopened).
@@ -101,11 +104,11 @@ impl Filler<'_> {
             slots,
             open: AtomicUsize::new(0),
         };
-        let by_pack = self.locate(&batch, &wanted);
+        let reads = split_reads(self.locate(&batch, &wanted));
         let read_all = || {
-            by_pack
+            reads
                 .par_iter()
-                .for_each(|(pack, locs)| self.restore_pack(&batch, pack, locs, &wanted))
+                .for_each(|(pack, entries)| self.restore_pack(&batch, pack, entries, &wanted))
         };
         match self.readers {
             Some(pool) => pool.install(read_all),
@@ -255,20 +258,19 @@ impl Filler<'_> {
         self.counters.files_failed.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Read the needed blobs of one pack (in offset order, in few large
-    /// reads, each verified once) and write each wherever it is needed.
+    /// Read needed blobs of one pack (in offset order, verified once) and
+    /// write each wherever it is needed.
     fn restore_pack(
         &self,
         batch: &Batch,
         pack: &Id,
-        locs: &[Location],
+        entries: &[BlobEntry],
         wanted: &HashMap<Id, Vec<Target>>,
     ) {
         if self.progress.cancelled() {
             return; // the restore ends with Error::Interrupted
         }
-        let entries: Vec<_> = locs.iter().map(|l| l.entry).collect();
-        self.repo.read_blobs(pack, &entries, |e, raw| {
+        self.repo.read_blobs(pack, entries, |e, raw| {
             if self.progress.cancelled() {
                 return;
             }
@@ -363,6 +365,17 @@ impl Filler<'_> {
         }
         Ok(())
     }
+}
+
+/// The blobs to read as ranges, so that the reads of one big pack spread
+/// over every reader rather than queueing behind each other (and a batch
+/// does not wait for its largest pack at the end).
+fn split_reads(by_pack: Vec<(Id, Vec<Location>)>) -> Vec<(Id, Vec<BlobEntry>)> {
+    range_reads(
+        by_pack
+            .into_iter()
+            .map(|(pack, locs)| (pack, locs.iter().map(|l| l.entry).collect())),
+    )
 }
 
 /// Each chunk of `node` as (id, offset, length, whether `file` already

@@ -200,6 +200,14 @@ pub fn restore(
 ) -> Result<RestoreOutcome> {
     let (root, root_attrs) = plan::root_of(repo, snap_id, snap, subpath)?;
     let filters = Filters::new(&opts.includes, &opts.excludes)?;
+    let readers = reader_pool(repo);
+    if let Some(tree) = root.subtree {
+        // Over a network the walks below would fetch trees one by one.
+        match &readers {
+            Some(pool) => pool.install(|| repo.prefetch_trees(tree)),
+            None => repo.prefetch_trees(tree),
+        }
+    }
     if opts.dry_run {
         return dry::dry_run(repo, &filters, root, opts);
     }
@@ -210,7 +218,6 @@ pub fn restore(
         plan::LinkGroups::new()
     };
     let dest = Dest::open(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
-    let readers = reader_pool(repo);
     let counters = Counters::default();
     let problems = Problems::default();
     let mut writer = Writer {

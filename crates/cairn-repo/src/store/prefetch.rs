@@ -1,0 +1,89 @@
+//! Bringing the trees of a snapshot into the local object cache before a
+//! walk needs them. A walk reads one tree at a time, each waiting for the
+//! one above it; over a network that is one round trip per directory. Here
+//! the trees are fetched a level at a time, every missing tree of a level
+//! at once, in coalesced range reads spread over many threads.
+
+use std::collections::{HashMap, HashSet};
+
+use cairn_chunk::Id;
+use rayon::prelude::*;
+
+use crate::format::pack::{BlobEntry, BlobKind};
+use crate::format::tree::Tree;
+use crate::store::index::Location;
+use crate::store::packs::{decode_blob, range_reads};
+use crate::Repository;
+
+impl Repository {
+    /// Fetch the trees below `root` (itself included) that the object
+    /// cache lacks, level by level, and keep them there. A tree already
+    /// cached is taken to have its subtrees cached too (they were stored
+    /// or fetched with it) and is not descended into. Does nothing without
+    /// a cache (local repositories). Failures are left for the walk, which
+    /// reads what is missing itself and reports what cannot be had: this
+    /// is only a head start.
+    ///
+    /// Runs on the current rayon pool: install one with as many threads as
+    /// requests should be in flight.
+    pub fn prefetch_trees(&self, root: Id) {
+        if !self.objects().enabled() {
+            return;
+        }
+        let mut seen = HashSet::new();
+        let mut level = vec![root];
+        while !level.is_empty() {
+            let missing: Vec<Id> = level
+                .into_iter()
+                .filter(|id| seen.insert(*id) && !self.objects().has(&tree_key(id)))
+                .collect();
+            level = self.fetch_trees(&missing);
+        }
+    }
+
+    /// Fetch, check and cache the trees `ids`; the subtrees they name.
+    fn fetch_trees(&self, ids: &[Id]) -> Vec<Id> {
+        let Ok(locs) = self.index().lookup_many(ids) else {
+            return Vec::new();
+        };
+        let mut by_pack: HashMap<Id, Vec<BlobEntry>> = HashMap::new();
+        for loc in locs.into_iter().flatten() {
+            if loc.entry.kind == BlobKind::Tree {
+                by_pack.entry(loc.pack).or_default().push(loc.entry);
+            }
+        }
+        range_reads(by_pack)
+            .par_iter()
+            .flat_map_iter(|(pack, entries)| {
+                let mut below = Vec::new();
+                self.read_ranges(pack, entries, |e, stored| {
+                    if let Ok(stored) = stored {
+                        below.extend(self.keep_tree(pack, e, stored));
+                    }
+                });
+                below
+            })
+            .collect()
+    }
+
+    /// Check one fetched tree, cache its stored bytes and name its subtrees.
+    fn keep_tree(&self, pack: &Id, entry: &BlobEntry, stored: &[u8]) -> Vec<Id> {
+        let loc = Location {
+            pack: *pack,
+            entry: *entry,
+        };
+        let limits = self.config().blob_limits();
+        let Ok(raw) = decode_blob(self.codec(), &limits, &loc, stored.to_vec()) else {
+            return Vec::new();
+        };
+        let Ok(tree) = Tree::decode(&raw) else {
+            return Vec::new();
+        };
+        self.objects().put(&tree_key(&entry.id), stored);
+        tree.nodes.iter().filter_map(|n| n.subtree).collect()
+    }
+}
+
+fn tree_key(id: &Id) -> String {
+    format!("trees/{id}")
+}
