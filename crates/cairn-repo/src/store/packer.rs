@@ -39,6 +39,10 @@ use crate::{Backend, Error, Result};
 
 /// Buffer between a pack writer and its spool file.
 const WRITE_BUFFER: usize = 256 << 10;
+/// Blobs in one pack, at most: a pack of tiny blobs ships before it
+/// reaches the target size, so that the entries of open packs (and the ids
+/// a backup keeps until their segment is written) stay few.
+pub const MAX_PACK_ENTRIES: usize = 32 << 10;
 
 /// Counts of what was added to packs.
 #[derive(Default, Debug)]
@@ -175,6 +179,10 @@ impl PackWriter {
         self.write(stored)?;
         self.entries.push(entry);
         Ok(())
+    }
+
+    fn full(&self, target: u64) -> bool {
+        self.len >= target || self.entries.len() >= MAX_PACK_ENTRIES
     }
 
     fn finish(mut self, codec: &Codec) -> Result<SpooledPack> {
@@ -327,7 +335,7 @@ impl Packer {
             }
             let w = slot.as_mut().expect("just filled");
             w.add(entry, stored)?;
-            if w.len >= self.target {
+            if w.full(self.target) {
                 slot.take()
             } else {
                 None
@@ -426,7 +434,7 @@ impl Packer {
         let entries = closed.entries(w.len, stored_len);
         w.write(&stored)?;
         w.entries.extend(entries);
-        Ok(if w.len >= self.target {
+        Ok(if w.full(self.target) {
             slot.pack.take()
         } else {
             None
@@ -488,15 +496,46 @@ fn uploader_gone() -> Error {
     Error::Internal("the pack uploader stopped after an earlier error")
 }
 
+/// Records of the packs stored so far that no index segment lists yet.
+#[derive(Default)]
+pub struct Stored {
+    records: Mutex<Vec<PackRecord>>,
+    /// Blob entries in `records`.
+    entries: AtomicU64,
+}
+
+impl Stored {
+    fn push(&self, record: PackRecord) {
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        self.entries
+            .fetch_add(record.entries.len() as u64, Ordering::Relaxed);
+        records.push(record);
+    }
+
+    /// Take the records once they list at least `min_entries` blobs, so
+    /// that a long backup can publish them in a segment of their own and
+    /// keep neither them nor what they let it forget in memory.
+    pub fn take(&self, min_entries: u64) -> Option<Vec<PackRecord>> {
+        if self.entries.load(Ordering::Relaxed) < min_entries.max(1) {
+            return None;
+        }
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        self.entries.store(0, Ordering::Relaxed);
+        Some(std::mem::take(&mut *records))
+    }
+}
+
 /// The thread that stores finished packs.
 pub struct Uploader {
     codec: Arc<Codec>,
     tx: Option<Sender<SpooledPack>>,
     /// One thread per request the backend can usefully run at once.
-    handles: Vec<JoinHandle<Result<Vec<PackRecord>>>>,
+    handles: Vec<JoinHandle<Result<()>>>,
     spool: Option<PathBuf>,
     /// What the packers added.
     pub counters: Arc<AddedCounters>,
+    /// Packs stored and not yet taken.
+    pub stored: Arc<Stored>,
 }
 
 impl Uploader {
@@ -506,10 +545,11 @@ impl Uploader {
         // Packs wait in the spool, not in memory: a longer queue costs disk.
         let (tx, rx) = bounded::<SpooledPack>(threads + 2);
         let spool = (!dry_run).then(|| spool_dir(&*backend));
+        let stored = Arc::new(Stored::default());
         let handles = (0..threads)
             .map(|_| {
-                let (backend, rx) = (backend.clone(), rx.clone());
-                std::thread::spawn(move || upload_loop(&*backend, &rx))
+                let (backend, rx, stored) = (backend.clone(), rx.clone(), stored.clone());
+                std::thread::spawn(move || upload_loop(&*backend, &rx, &stored))
             })
             .collect();
         Uploader {
@@ -518,6 +558,7 @@ impl Uploader {
             handles,
             spool,
             counters: Arc::default(),
+            stored,
         }
     }
 
@@ -537,15 +578,14 @@ impl Uploader {
         }
     }
 
-    /// Wait for every pack to be stored; the records go into an index segment.
-    /// All packers must have been flushed and dropped first.
+    /// Wait for every pack to be stored; the records not taken yet go into
+    /// an index segment. All packers must have been flushed and dropped first.
     pub fn finish(mut self) -> Result<Vec<PackRecord>> {
         self.tx.take();
-        let mut records = Vec::new();
         let mut failed = None;
         for h in std::mem::take(&mut self.handles) {
             match h.join() {
-                Ok(Ok(r)) => records.extend(r),
+                Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     failed.get_or_insert(e);
                 }
@@ -554,12 +594,12 @@ impl Uploader {
                 }
             }
         }
+        let records = self.stored.take(0).unwrap_or_default();
         failed.map_or(Ok(records), Err)
     }
 }
 
-fn upload_loop(backend: &dyn Backend, rx: &Receiver<SpooledPack>) -> Result<Vec<PackRecord>> {
-    let mut records = Vec::new();
+fn upload_loop(backend: &dyn Backend, rx: &Receiver<SpooledPack>, stored: &Stored) -> Result<()> {
     let mut failed = None;
     for pack in rx {
         if failed.is_some() {
@@ -568,14 +608,14 @@ fn upload_loop(backend: &dyn Backend, rx: &Receiver<SpooledPack>) -> Result<Vec<
             continue;
         }
         match backend.put_file(&layout::key(FileType::Pack, &pack.id), &pack.path) {
-            Ok(()) => records.push(PackRecord {
+            Ok(()) => stored.push(PackRecord {
                 pack: pack.id,
                 entries: pack.entries,
             }),
             Err(e) => failed = Some(e.into()),
         }
     }
-    failed.map_or(Ok(records), Err)
+    failed.map_or(Ok(()), Err)
 }
 
 /// Check a blob against its id before it goes into a pack, so a bug or bad
