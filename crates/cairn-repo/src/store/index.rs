@@ -218,12 +218,17 @@ impl Index {
         lookup_with(&conn, id).map_err(|e| self.err(e))
     }
 
-    /// Locations of many blobs under one lock.
+    /// Locations of many blobs under one lock, in one read transaction
+    /// (a transaction per lookup costs file locking syscalls each).
     pub fn lookup_many(&self, ids: &[Id]) -> Result<Vec<Option<Location>>> {
-        let conn = self.conn();
-        ids.iter()
-            .map(|id| lookup_with(&conn, id).map_err(|e| self.err(e)))
-            .collect()
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let found = ids
+            .iter()
+            .map(|id| lookup_with(&tx, id).map_err(|e| self.err(e)))
+            .collect();
+        tx.finish().map_err(|e| self.err(e))?;
+        found
     }
 
     /// Whether a blob is stored in a pack a backup may reference: a blob
