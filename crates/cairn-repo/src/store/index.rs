@@ -42,6 +42,8 @@ pub struct Index {
     path: PathBuf,
     /// Whether any pack is doomed; without, dedup uses the plain lookup.
     any_doomed: std::sync::atomic::AtomicBool,
+    /// A read transaction is open for lookups (changed only under `conn`).
+    reading: std::sync::atomic::AtomicBool,
 }
 
 impl Index {
@@ -98,6 +100,7 @@ impl Index {
             conn: Mutex::new(conn),
             path: shown,
             any_doomed: std::sync::atomic::AtomicBool::new(true),
+            reading: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -108,8 +111,31 @@ impl Index {
         }
     }
 
+    /// The connection, with no transaction open.
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if self.reading.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            // Only reads happened in it: ending it cannot lose anything.
+            let _ = conn.execute_batch("COMMIT");
+        }
+        conn
+    }
+
+    /// The connection inside a read transaction that stays open across
+    /// [`Index::contains`] calls until something else uses the connection
+    /// or [`Index::end_reads`]: a backup asks once per new chunk, and a
+    /// transaction each costs file locking syscalls. They see this
+    /// process's writes (a write ends the transaction first) and may miss
+    /// other processes' rows meanwhile, as if asked a little earlier.
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.reading.load(std::sync::atomic::Ordering::Relaxed)
+            && conn.execute_batch("BEGIN").is_ok()
+        {
+            self.reading
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        conn
     }
 
     /// Segments already loaded.
@@ -231,11 +257,17 @@ impl Index {
         found
     }
 
+    /// End the read transaction [`Index::contains`] keeps open, so that a
+    /// long-lived process does not hold back other processes' checkpoints.
+    pub fn end_reads(&self) {
+        drop(self.conn());
+    }
+
     /// Whether a blob is stored in a pack a backup may reference: a blob
     /// only in a pack that a prune plan dooms does not count (a backup stores
     /// it again rather than depend on it).
     pub fn contains(&self, id: &Id) -> Result<bool> {
-        let conn = self.conn();
+        let conn = self.reader();
         let sql = if self.any_doomed.load(std::sync::atomic::Ordering::Relaxed) {
             "SELECT 1 FROM blobs b JOIN packs p ON p.n = b.pack
              WHERE b.id=?1 AND NOT EXISTS (SELECT 1 FROM doomed d WHERE d.pack = p.id)"

@@ -349,6 +349,7 @@ pub fn backup(
         tokens: bounded(FILES_IN_FLIGHT),
     };
     let walked = ctx.run(opts);
+    repo.index().end_reads();
     let flushed = ctx.data.flush().and_then(|_| ctx.trees.flush());
     let mut summary = ctx.counters.summary();
     let fatal = ctx.fatal.into_inner().unwrap_or_else(|p| p.into_inner());
