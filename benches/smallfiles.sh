@@ -9,7 +9,8 @@
 #
 # Steps, each under /usr/bin/time: backup1, backup after 1% of the files
 # changed, no-change backup, full restore (compared with `diff -r`). Prints
-# wall seconds and peak RSS per step and tool, the repository sizes and the
+# wall seconds, CPU seconds (user + system: steadier than wall time on a
+# busy machine) and peak RSS per step and tool, the repository sizes and the
 # bytes of tree metadata each stores (cairn: `stats --json` tree_bytes;
 # restic: the stored length of its tree blobs, from its index).
 # cairn: $CAIRN_BIN or ./target/release/cairn; both tools use a password.
@@ -60,10 +61,11 @@ restic -r "$WORK/restic" init >/dev/null 2>&1
 
 step() { # NAME CMD...
   local name=$1; shift
-  /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" >/dev/null 2>"$WORK/$name.err" \
+  /usr/bin/time -f "%e %M %U %S" -o "$WORK/time" "$@" >/dev/null 2>"$WORK/$name.err" \
     || { echo "$name failed:" >&2; tail -3 "$WORK/$name.err" >&2; exit 1; }
-  read -r wall rss <"$WORK/time"
-  printf '%-24s %8s s %8.1f MiB\n' "$name" "$wall" "$(echo "$rss / 1024" | bc -l)"
+  read -r wall rss user sys <"$WORK/time"
+  printf '%-24s %8s s %8.2f cpu-s %8.1f MiB\n' "$name" "$wall" "$(echo "$user + $sys" | bc -l)" \
+    "$(echo "$rss / 1024" | bc -l)"
 }
 cairn() {
   step "cairn-$1" "$CAIRN" --repo "$WORK/cairn" --cache-dir "$WORK/cache-cairn" --quiet "${@:2}"

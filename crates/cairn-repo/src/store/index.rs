@@ -381,8 +381,25 @@ mod tests {
         assert_eq!(loc.entry, entry);
         assert!(idx.contains(&blob).unwrap());
         assert!(!idx.contains(&Id::of(b"other")).unwrap());
-        assert_eq!(idx.segments().unwrap().len(), 1);
-        assert_eq!(idx.totals(BlobKind::Data).unwrap().raw, 20);
+        // contains() keeps a read transaction open; a write ends it and
+        // the next contains() sees the new rows.
+        let other = BlobEntry {
+            id: Id::of(b"other"),
+            ..entry
+        };
+        let seg2 = Segment {
+            supersedes: vec![],
+            packs: vec![PackRecord {
+                pack: Id::of(b"pack2"),
+                entries: vec![other],
+            }],
+        };
+        idx.add_segment(&Id::of(b"seg2"), &seg2).unwrap();
+        assert!(idx.contains(&other.id).unwrap());
+        assert_eq!(idx.lookup_many(&[blob, other.id]).unwrap().len(), 2);
+        idx.end_reads();
+        assert_eq!(idx.segments().unwrap().len(), 2);
+        assert_eq!(idx.totals(BlobKind::Data).unwrap().raw, 40);
         // A doomed pack stays readable but does not count for dedup.
         idx.set_doomed(&[Id::of(b"pack")].into_iter().collect())
             .unwrap();

@@ -671,6 +671,48 @@ mod tests {
         assert!(!written.exists());
     }
 
+    fn entry() -> BlobEntry {
+        BlobEntry {
+            id: Id::of(b"x"),
+            kind: BlobKind::Data,
+            flags: 0,
+            stored_len: 1,
+            raw_len: 1,
+            offset: 0,
+            frame: None,
+        }
+    }
+
+    #[test]
+    fn stored_records_are_taken_once_they_list_enough_blobs() {
+        let stored = Stored::default();
+        let record = |n: usize| PackRecord {
+            pack: Id::of(&n.to_le_bytes()),
+            entries: vec![entry(); n],
+        };
+        assert!(stored.take(0).is_none(), "nothing stored, nothing taken");
+        stored.push(record(3));
+        assert!(stored.take(5).is_none());
+        stored.push(record(2));
+        let taken = stored.take(5).unwrap();
+        assert_eq!(taken.len(), 2);
+        assert!(stored.take(1).is_none(), "taken records are gone");
+        stored.push(record(1));
+        assert_eq!(stored.take(0).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_pack_of_tiny_blobs_is_full_at_max_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = PackWriter::create(&dir.path().join(".spool")).unwrap();
+        for _ in 0..MAX_PACK_ENTRIES - 1 {
+            w.add(entry(), b"x").unwrap();
+        }
+        assert!(!w.full(16 << 20));
+        w.add(entry(), b"x").unwrap();
+        assert!(w.full(16 << 20));
+    }
+
     #[test]
     fn a_pack_being_built_or_waiting_for_upload_is_locked() {
         let dir = tempfile::tempdir().unwrap();
