@@ -114,7 +114,10 @@ impl Index {
     /// The connection, with no transaction open.
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if self.reading.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        if self
+            .reading
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
             // Only reads happened in it: ending it cannot lose anything.
             let _ = conn.execute_batch("COMMIT");
         }
