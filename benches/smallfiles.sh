@@ -9,8 +9,13 @@
 #
 # Steps, each under /usr/bin/time: backup1, backup after 1% of the files
 # changed, no-change backup, full restore (compared with `diff -r`). Prints
-# wall seconds and peak RSS per step and tool, and the repository sizes.
+# wall seconds, CPU seconds (user + system: steadier than wall time on a
+# busy machine) and peak RSS per step and tool, the repository sizes and the
+# bytes of tree metadata each stores (cairn: `stats --json` tree_bytes;
+# restic: the stored length of its tree blobs, from its index).
 # cairn: $CAIRN_BIN or ./target/release/cairn; both tools use a password.
+# CAIRN_BASE=other/cairn runs that binary too, each step right after
+# cairn's, into its own repository (before/after comparisons in one run).
 set -euo pipefail
 
 FILES=${1:-250000}
@@ -48,18 +53,27 @@ EOF
 }
 
 export CAIRN_PASSWORD=bench RESTIC_PASSWORD=bench
-rm -rf "$WORK/cairn" "$WORK/restic" "$WORK/cache-"* "$WORK/out-"*
+BASE=${CAIRN_BASE:-}
+rm -rf "$WORK/cairn" "$WORK/base" "$WORK/restic" "$WORK/cache-"* "$WORK/out-"*
 "$CAIRN" --repo "$WORK/cairn" --cache-dir "$WORK/cache-cairn" init >/dev/null
+[ -z "$BASE" ] || "$BASE" --repo "$WORK/base" --cache-dir "$WORK/cache-base" init >/dev/null
 restic -r "$WORK/restic" init >/dev/null 2>&1
 
 step() { # NAME CMD...
   local name=$1; shift
-  /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" >/dev/null 2>"$WORK/$name.err" \
+  /usr/bin/time -f "%e %M %U %S" -o "$WORK/time" "$@" >/dev/null 2>"$WORK/$name.err" \
     || { echo "$name failed:" >&2; tail -3 "$WORK/$name.err" >&2; exit 1; }
-  read -r wall rss <"$WORK/time"
-  printf '%-24s %8s s %8.1f MiB\n' "$name" "$wall" "$(echo "$rss / 1024" | bc -l)"
+  read -r wall rss user sys <"$WORK/time"
+  printf '%-24s %8s s %8.2f cpu-s %8.1f MiB\n' "$name" "$wall" "$(echo "$user + $sys" | bc -l)" \
+    "$(echo "$rss / 1024" | bc -l)"
 }
-cairn() { step "cairn-$1" "$CAIRN" --repo "$WORK/cairn" --cache-dir "$WORK/cache-cairn" --quiet "${@:2}"; }
+cairn() {
+  step "cairn-$1" "$CAIRN" --repo "$WORK/cairn" --cache-dir "$WORK/cache-cairn" --quiet "${@:2}"
+  [ -n "$BASE" ] || return 0
+  local args=("${@:2}")
+  step "base-$1" "$BASE" --repo "$WORK/base" --cache-dir "$WORK/cache-base" --quiet \
+    "${args[@]//out-cairn/out-base}"
+}
 restic_() { step "restic-$1" restic -r "$WORK/restic" --cache-dir "$WORK/cache-restic" -q "${@:2}"; }
 
 echo "$FILES files in $DATA"
@@ -73,5 +87,23 @@ restic_ backup-nochange backup "$DATA"
 cairn restore restore latest --target "$WORK/out-cairn"
 restic_ restore restore latest --target "$WORK/out-restic"
 diff -r "$DATA" "$WORK/out-cairn" >/dev/null && echo "cairn restore: identical"
+[ -z "$BASE" ] || { diff -r "$DATA" "$WORK/out-base" >/dev/null && echo "base restore: identical"; }
 diff -r "$DATA" "$WORK/out-restic$DATA" >/dev/null && echo "restic restore: identical"
 echo "repository: cairn $(du -sb "$WORK/cairn" | cut -f1) B, restic $(du -sb "$WORK/restic" | cut -f1) B"
+cairn_trees=$("$CAIRN" --repo "$WORK/cairn" --cache-dir "$WORK/cache-cairn" stats --json |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["tree_bytes"])')
+restic_trees=$(for id in $(restic -r "$WORK/restic" --cache-dir "$WORK/cache-restic" list index); do
+    restic -r "$WORK/restic" --cache-dir "$WORK/cache-restic" cat index "$id"
+  done | python3 -c '
+import json, sys
+total, dec = 0, json.JSONDecoder()
+text, pos = sys.stdin.read(), 0
+while pos < len(text):
+    while pos < len(text) and text[pos].isspace():
+        pos += 1
+    if pos == len(text):
+        break
+    doc, pos = dec.raw_decode(text, pos)
+    total += sum(b["length"] for p in doc["packs"] for b in p["blobs"] if b["type"] == "tree")
+print(total)')
+echo "tree metadata (stored): cairn $cairn_trees B, restic $restic_trees B"

@@ -132,6 +132,16 @@ impl Walker {
     }
 }
 
+impl Walker {
+    fn excluded(&self, entry: &walkdir::DirEntry) -> bool {
+        let rel = entry
+            .path()
+            .strip_prefix(&self.root)
+            .unwrap_or(entry.path());
+        self.excludes.matches(rel, Some(entry.path()))
+    }
+}
+
 impl Iterator for Walker {
     type Item = Result<Entry, WalkError>;
 
@@ -153,11 +163,7 @@ impl Iterator for Walker {
                     }));
                 }
             };
-            let rel = entry
-                .path()
-                .strip_prefix(&self.root)
-                .unwrap_or(entry.path());
-            if entry.depth() > 0 && self.excludes.matches(rel, Some(entry.path())) {
+            if entry.depth() > 0 && !self.excludes.is_empty() && self.excluded(&entry) {
                 if entry.file_type().is_dir() {
                     self.inner.skip_current_dir();
                 }

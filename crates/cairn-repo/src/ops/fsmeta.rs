@@ -30,8 +30,9 @@ pub fn kind_of(meta: &Metadata) -> NodeKind {
     }
 }
 
-/// A node for `path` from its lstat `meta`; reads xattrs and symlink targets,
-/// not file content.
+/// A node for `path` from its lstat `meta`; reads symlink targets, and
+/// xattrs except for regular files (the caller decides: a file unchanged
+/// since the parent snapshot keeps the parent's, see [`read_xattrs`]).
 pub fn node_from(path: &Path, name: &[u8], meta: &Metadata) -> std::io::Result<Node> {
     let kind = kind_of(meta);
     let target = if kind == NodeKind::Symlink {
@@ -67,7 +68,11 @@ pub fn node_from(path: &Path, name: &[u8], meta: &Metadata) -> std::io::Result<N
             0
         },
         target,
-        xattrs: read_xattrs(path),
+        xattrs: if kind == NodeKind::File {
+            Vec::new()
+        } else {
+            read_xattrs(path)
+        },
         content: Vec::new(),
         subtree: None,
     })
@@ -75,7 +80,7 @@ pub fn node_from(path: &Path, name: &[u8], meta: &Metadata) -> std::io::Result<N
 
 /// Extended attributes, sorted by name. Filesystems without xattr support
 /// simply have none.
-fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let Ok(names) = xattr::list(path) else {
         return Vec::new();
     };

@@ -42,6 +42,8 @@ pub struct Index {
     path: PathBuf,
     /// Whether any pack is doomed; without, dedup uses the plain lookup.
     any_doomed: std::sync::atomic::AtomicBool,
+    /// A read transaction is open for lookups (changed only under `conn`).
+    reading: std::sync::atomic::AtomicBool,
 }
 
 impl Index {
@@ -98,6 +100,7 @@ impl Index {
             conn: Mutex::new(conn),
             path: shown,
             any_doomed: std::sync::atomic::AtomicBool::new(true),
+            reading: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -108,8 +111,34 @@ impl Index {
         }
     }
 
+    /// The connection, with no transaction open.
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if self
+            .reading
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            // Only reads happened in it: ending it cannot lose anything.
+            let _ = conn.execute_batch("COMMIT");
+        }
+        conn
+    }
+
+    /// The connection inside a read transaction that stays open across
+    /// [`Index::contains`] calls until something else uses the connection
+    /// or [`Index::end_reads`]: a backup asks once per new chunk, and a
+    /// transaction each costs file locking syscalls. They see this
+    /// process's writes (a write ends the transaction first) and may miss
+    /// other processes' rows meanwhile, as if asked a little earlier.
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.reading.load(std::sync::atomic::Ordering::Relaxed)
+            && conn.execute_batch("BEGIN").is_ok()
+        {
+            self.reading
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        conn
     }
 
     /// Segments already loaded.
@@ -218,19 +247,30 @@ impl Index {
         lookup_with(&conn, id).map_err(|e| self.err(e))
     }
 
-    /// Locations of many blobs under one lock.
+    /// Locations of many blobs under one lock, in one read transaction
+    /// (a transaction per lookup costs file locking syscalls each).
     pub fn lookup_many(&self, ids: &[Id]) -> Result<Vec<Option<Location>>> {
-        let conn = self.conn();
-        ids.iter()
-            .map(|id| lookup_with(&conn, id).map_err(|e| self.err(e)))
-            .collect()
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let found = ids
+            .iter()
+            .map(|id| lookup_with(&tx, id).map_err(|e| self.err(e)))
+            .collect();
+        tx.finish().map_err(|e| self.err(e))?;
+        found
+    }
+
+    /// End the read transaction [`Index::contains`] keeps open, so that a
+    /// long-lived process does not hold back other processes' checkpoints.
+    pub fn end_reads(&self) {
+        drop(self.conn());
     }
 
     /// Whether a blob is stored in a pack a backup may reference: a blob
     /// only in a pack that a prune plan dooms does not count (a backup stores
     /// it again rather than depend on it).
     pub fn contains(&self, id: &Id) -> Result<bool> {
-        let conn = self.conn();
+        let conn = self.reader();
         let sql = if self.any_doomed.load(std::sync::atomic::Ordering::Relaxed) {
             "SELECT 1 FROM blobs b JOIN packs p ON p.n = b.pack
              WHERE b.id=?1 AND NOT EXISTS (SELECT 1 FROM doomed d WHERE d.pack = p.id)"
@@ -344,8 +384,25 @@ mod tests {
         assert_eq!(loc.entry, entry);
         assert!(idx.contains(&blob).unwrap());
         assert!(!idx.contains(&Id::of(b"other")).unwrap());
-        assert_eq!(idx.segments().unwrap().len(), 1);
-        assert_eq!(idx.totals(BlobKind::Data).unwrap().raw, 20);
+        // contains() keeps a read transaction open; a write ends it and
+        // the next contains() sees the new rows.
+        let other = BlobEntry {
+            id: Id::of(b"other"),
+            ..entry
+        };
+        let seg2 = Segment {
+            supersedes: vec![],
+            packs: vec![PackRecord {
+                pack: Id::of(b"pack2"),
+                entries: vec![other],
+            }],
+        };
+        idx.add_segment(&Id::of(b"seg2"), &seg2).unwrap();
+        assert!(idx.contains(&other.id).unwrap());
+        assert_eq!(idx.lookup_many(&[blob, other.id]).unwrap().len(), 2);
+        idx.end_reads();
+        assert_eq!(idx.segments().unwrap().len(), 2);
+        assert_eq!(idx.totals(BlobKind::Data).unwrap().raw, 40);
         // A doomed pack stays readable but does not count for dedup.
         idx.set_doomed(&[Id::of(b"pack")].into_iter().collect())
             .unwrap();

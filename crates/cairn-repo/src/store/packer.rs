@@ -43,6 +43,10 @@ use crate::{Backend, Error, Result};
 
 /// Buffer between a pack writer and its spool file.
 const WRITE_BUFFER: usize = 256 << 10;
+/// Blobs in one pack, at most: a pack of tiny blobs ships before it
+/// reaches the target size, so that the entries of open packs (and the ids
+/// a backup keeps until their segment is written) stay few.
+pub const MAX_PACK_ENTRIES: usize = 32 << 10;
 
 /// Counts of what was added to packs.
 #[derive(Default, Debug)]
@@ -179,6 +183,10 @@ impl PackWriter {
         self.write(stored)?;
         self.entries.push(entry);
         Ok(())
+    }
+
+    fn full(&self, target: u64) -> bool {
+        self.len >= target || self.entries.len() >= MAX_PACK_ENTRIES
     }
 
     fn finish(mut self, codec: &Codec) -> Result<SpooledPack> {
@@ -331,7 +339,7 @@ impl Packer {
             }
             let w = slot.as_mut().expect("just filled");
             w.add(entry, stored)?;
-            if w.len >= self.target {
+            if w.full(self.target) {
                 slot.take()
             } else {
                 None
@@ -428,7 +436,7 @@ impl Packer {
         let entries = closed.entries(w.len, stored_len);
         w.write(&stored)?;
         w.entries.extend(entries);
-        Ok(if w.len >= self.target {
+        Ok(if w.full(self.target) {
             slot.pack.take()
         } else {
             None
@@ -490,15 +498,46 @@ fn uploader_gone() -> Error {
     Error::Internal("the pack uploader stopped after an earlier error")
 }
 
+/// Records of the packs stored so far that no index segment lists yet.
+#[derive(Default)]
+pub struct Stored {
+    records: Mutex<Vec<PackRecord>>,
+    /// Blob entries in `records`.
+    entries: AtomicU64,
+}
+
+impl Stored {
+    fn push(&self, record: PackRecord) {
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        self.entries
+            .fetch_add(record.entries.len() as u64, Ordering::Relaxed);
+        records.push(record);
+    }
+
+    /// Take the records once they list at least `min_entries` blobs, so
+    /// that a long backup can publish them in a segment of their own and
+    /// keep neither them nor what they let it forget in memory.
+    pub fn take(&self, min_entries: u64) -> Option<Vec<PackRecord>> {
+        if self.entries.load(Ordering::Relaxed) < min_entries.max(1) {
+            return None;
+        }
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        self.entries.store(0, Ordering::Relaxed);
+        Some(std::mem::take(&mut *records))
+    }
+}
+
 /// The thread that stores finished packs.
 pub struct Uploader {
     codec: Arc<Codec>,
     tx: Option<Sender<SpooledPack>>,
     /// One thread per request the backend can usefully run at once.
-    handles: Vec<JoinHandle<Result<Vec<PackRecord>>>>,
+    handles: Vec<JoinHandle<Result<()>>>,
     spool: Option<PathBuf>,
     /// What the packers added.
     pub counters: Arc<AddedCounters>,
+    /// Packs stored and not yet taken.
+    pub stored: Arc<Stored>,
 }
 
 impl Uploader {
@@ -508,10 +547,11 @@ impl Uploader {
         // Packs wait in the spool, not in memory: a longer queue costs disk.
         let (tx, rx) = bounded::<SpooledPack>(threads + 2);
         let spool = (!dry_run).then(|| spool_dir(&*backend));
+        let stored = Arc::new(Stored::default());
         let handles = (0..threads)
             .map(|_| {
-                let (backend, rx) = (backend.clone(), rx.clone());
-                std::thread::spawn(move || upload_loop(&*backend, &rx))
+                let (backend, rx, stored) = (backend.clone(), rx.clone(), stored.clone());
+                std::thread::spawn(move || upload_loop(&*backend, &rx, &stored))
             })
             .collect();
         Uploader {
@@ -520,6 +560,7 @@ impl Uploader {
             handles,
             spool,
             counters: Arc::default(),
+            stored,
         }
     }
 
@@ -539,15 +580,14 @@ impl Uploader {
         }
     }
 
-    /// Wait for every pack to be stored; the records go into an index segment.
-    /// All packers must have been flushed and dropped first.
+    /// Wait for every pack to be stored; the records not taken yet go into
+    /// an index segment. All packers must have been flushed and dropped first.
     pub fn finish(mut self) -> Result<Vec<PackRecord>> {
         self.tx.take();
-        let mut records = Vec::new();
         let mut failed = None;
         for h in std::mem::take(&mut self.handles) {
             match h.join() {
-                Ok(Ok(r)) => records.extend(r),
+                Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     failed.get_or_insert(e);
                 }
@@ -556,12 +596,12 @@ impl Uploader {
                 }
             }
         }
+        let records = self.stored.take(0).unwrap_or_default();
         failed.map_or(Ok(records), Err)
     }
 }
 
-fn upload_loop(backend: &dyn Backend, rx: &Receiver<SpooledPack>) -> Result<Vec<PackRecord>> {
-    let mut records = Vec::new();
+fn upload_loop(backend: &dyn Backend, rx: &Receiver<SpooledPack>, stored: &Stored) -> Result<()> {
     let mut failed = None;
     for pack in rx {
         if failed.is_some() {
@@ -570,14 +610,14 @@ fn upload_loop(backend: &dyn Backend, rx: &Receiver<SpooledPack>) -> Result<Vec<
             continue;
         }
         match backend.put_file(&layout::key(FileType::Pack, &pack.id), &pack.path) {
-            Ok(()) => records.push(PackRecord {
+            Ok(()) => stored.push(PackRecord {
                 pack: pack.id,
                 entries: pack.entries,
             }),
             Err(e) => failed = Some(e.into()),
         }
     }
-    failed.map_or(Ok(records), Err)
+    failed.map_or(Ok(()), Err)
 }
 
 /// Check a blob against its id before it goes into a pack, so a bug or bad
@@ -631,6 +671,48 @@ mod tests {
         drop(writer);
         assert_eq!(clean_spool(&b, std::time::Duration::from_secs(3600)), 1);
         assert!(!written.exists());
+    }
+
+    fn entry() -> BlobEntry {
+        BlobEntry {
+            id: Id::of(b"x"),
+            kind: BlobKind::Data,
+            flags: 0,
+            stored_len: 1,
+            raw_len: 1,
+            offset: 0,
+            frame: None,
+        }
+    }
+
+    #[test]
+    fn stored_records_are_taken_once_they_list_enough_blobs() {
+        let stored = Stored::default();
+        let record = |n: usize| PackRecord {
+            pack: Id::of(&n.to_le_bytes()),
+            entries: vec![entry(); n],
+        };
+        assert!(stored.take(0).is_none(), "nothing stored, nothing taken");
+        stored.push(record(3));
+        assert!(stored.take(5).is_none());
+        stored.push(record(2));
+        let taken = stored.take(5).unwrap();
+        assert_eq!(taken.len(), 2);
+        assert!(stored.take(1).is_none(), "taken records are gone");
+        stored.push(record(1));
+        assert_eq!(stored.take(0).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_pack_of_tiny_blobs_is_full_at_max_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = PackWriter::create(&dir.path().join(".spool")).unwrap();
+        for _ in 0..MAX_PACK_ENTRIES - 1 {
+            w.add(entry(), b"x").unwrap();
+        }
+        assert!(!w.full(16 << 20));
+        w.add(entry(), b"x").unwrap();
+        assert!(w.full(16 << 20));
     }
 
     #[test]

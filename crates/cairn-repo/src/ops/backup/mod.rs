@@ -23,7 +23,7 @@ use crate::format::pack::BlobKind;
 use crate::format::segment::Segment;
 use crate::format::snapshot::{DockerVolume, Snapshot, Summary};
 use crate::format::tree::{Node, Tree};
-use crate::store::packer::{Packer, Uploader};
+use crate::store::packer::{Packer, Stored, Uploader};
 use crate::{Error, Repository, Result};
 
 /// Files being read at once, at most; bounds memory and open descriptors.
@@ -32,6 +32,10 @@ const FILES_IN_FLIGHT: usize = 64;
 const DIRS_QUEUED: usize = 256;
 /// A file changing under us is re-read this many times before we keep the last read.
 const READ_ATTEMPTS: usize = 3;
+/// Blobs stored before their packs are published in an index segment of
+/// their own, mid-backup: the records, and the ids claimed for them, then
+/// leave memory, which stays flat however many new blobs a backup stores.
+const SEGMENT_ENTRIES: u64 = 64 << 10;
 
 /// What to back up and how to label it.
 #[derive(Clone, Debug, Default)]
@@ -133,7 +137,8 @@ pub trait Progress: Sync {
     /// Something was skipped or is suspicious.
     fn problem(&self, _problem: &BackupProblem) {}
     /// Whether the user asked to stop: the backup then ends with
-    /// `Error::Interrupted`, writing no index segment and no snapshot.
+    /// `Error::Interrupted`, writing no snapshot (index segments it wrote
+    /// already list packs nothing references yet; `prune` frees them).
     fn cancelled(&self) -> bool {
         false
     }
@@ -256,6 +261,9 @@ struct Ctx<'a> {
     chunker: FileChunker,
     data: Packer,
     trees: Packer,
+    /// Packs stored that no segment lists yet.
+    stored: std::sync::Arc<Stored>,
+    /// Ids this backup stores (or found stored) since its last segment.
     claimed: Mutex<HashSet<Id>>,
     /// The parent's data is known to stay stored while this backup runs,
     /// so its chunk lists are reused without asking the index per chunk.
@@ -331,6 +339,7 @@ pub fn backup(
             .packer(BlobKind::Data, cfg.pack_size as usize)
             .framed(cfg),
         trees: uploader.packer(BlobKind::Tree, cfg.pack_size as usize),
+        stored: uploader.stored.clone(),
         claimed: Mutex::default(),
         parent_safe,
         counters: Counters::default(),
@@ -340,6 +349,7 @@ pub fn backup(
         tokens: bounded(FILES_IN_FLIGHT),
     };
     let walked = ctx.run(opts);
+    repo.index().end_reads();
     let flushed = ctx.data.flush().and_then(|_| ctx.trees.flush());
     let mut summary = ctx.counters.summary();
     let fatal = ctx.fatal.into_inner().unwrap_or_else(|p| p.into_inner());

@@ -9,7 +9,10 @@ use std::path::Path;
 use cairn_chunk::{ChunkOut, Id};
 use crossbeam_channel::Receiver;
 
-use super::{bump, BackupProblem, ClosedDir, Ctx, Pending, ProblemKind, READ_ATTEMPTS};
+use super::{
+    bump, BackupProblem, ClosedDir, Ctx, Pending, ProblemKind, READ_ATTEMPTS, SEGMENT_ENTRIES,
+};
+use crate::format::segment::Segment;
 use crate::format::tree::{ChunkRef, Node, Timestamp, Tree};
 use crate::{Error, Result};
 
@@ -17,6 +20,7 @@ impl Ctx<'_> {
     /// Read and chunk one file. `None` when it cannot be read (reported).
     pub(super) fn read_file(&self, path: &Path, mut node: Node) -> Option<Node> {
         self.progress.reading(path);
+        node.xattrs = crate::ops::fsmeta::read_xattrs(path);
         let mut file = match File::open(path) {
             Ok(f) => f,
             Err(e) => {
@@ -134,18 +138,19 @@ impl Ctx<'_> {
     }
 
     /// Whether a blob is stored in a pack no plan dooms, or claimed by this
-    /// backup (then it is in the index, or this backup stores it).
+    /// backup (then it is in the index, or this backup stores it). Found
+    /// ids are not remembered: the set would grow with the parent's size.
     fn available(&self, id: &Id) -> bool {
-        let claimed = || self.claimed.lock().unwrap_or_else(|p| p.into_inner());
-        if claimed().contains(id) {
+        if self
+            .claimed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id)
+        {
             return true;
         }
         match self.repo.index().contains(id) {
-            Ok(true) => {
-                claimed().insert(*id);
-                true
-            }
-            Ok(false) => false,
+            Ok(known) => known,
             Err(e) => {
                 self.fail(e);
                 false
@@ -204,6 +209,33 @@ impl Ctx<'_> {
                 }
                 Err(e) => self.fail(e),
             }
+            self.publish(SEGMENT_ENTRIES);
+        }
+    }
+
+    /// Once the packs stored so far list `min_entries` blobs, write their
+    /// index segment (the local index learns them with it) and forget
+    /// their ids: from now on the index answers for them.
+    pub(super) fn publish(&self, min_entries: u64) {
+        let Some(packs) = self.stored.take(min_entries) else {
+            return;
+        };
+        let ids: Vec<Id> = packs
+            .iter()
+            .flat_map(|p| p.entries.iter().map(|e| e.id))
+            .collect();
+        let segment = Segment {
+            supersedes: Vec::new(),
+            packs,
+        };
+        match self.repo.write_segment(segment) {
+            Ok(_) => {
+                let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+                for id in &ids {
+                    claimed.remove(id);
+                }
+            }
+            Err(e) => self.fail(e),
         }
     }
 

@@ -60,6 +60,9 @@ struct SlotState {
     remaining: usize,
     /// Finished, or failed and reported.
     done: bool,
+    /// A zero chunk of a created file was left as a hole: the file's
+    /// length is set when it is finished.
+    holes: bool,
 }
 
 /// Writes batches of files into the target.
@@ -74,7 +77,16 @@ pub(crate) struct Filler<'a> {
     /// Threads for reading packs when the backend wants more requests in
     /// flight than there are cores (an object store far away).
     pub readers: Option<&'a rayon::ThreadPool>,
+    /// The target was empty when the restore began: files are created
+    /// without looking first (`O_EXCL` refuses whatever appeared since).
+    pub fresh: bool,
 }
+
+/// Decoded blobs of one pack written out together, in parallel, once
+/// they hold this many bytes.
+const PUT_BYTES: usize = 4 << 20;
+/// Or this many blobs.
+const PUT_BLOBS: usize = 512;
 
 struct Batch<'b> {
     files: &'b [BatchFile],
@@ -155,6 +167,9 @@ impl Filler<'_> {
                 .map(|(need, _)| need)
                 .collect()
         };
+        if self.fresh {
+            return self.prepare_new(f, all());
+        }
         match self.dest.found(&f.rel).map_err(io)? {
             Found::File { nlink, size } if self.updatable(f, nlink) => {
                 let file = self.dest.open_file(&f.rel, true).map_err(io)?;
@@ -208,7 +223,9 @@ impl Filler<'_> {
         if needs.is_empty() {
             let io = |e: std::io::Error| e.to_string();
             let file = self.dest.create_file(&f.rel).map_err(io)?;
-            file.set_len(f.node.size).map_err(io)?;
+            if f.node.size > 0 {
+                file.set_len(f.node.size).map_err(io)?;
+            }
             apply_fd(file.as_fd(), &f.node, self.as_root).map_err(io)?;
             self.counters.files_written.fetch_add(1, Ordering::Relaxed);
         }
@@ -270,21 +287,36 @@ impl Filler<'_> {
         if self.progress.cancelled() {
             return; // the restore ends with Error::Interrupted
         }
+        // Many small files make creating them the cost, not reading: the
+        // blobs read are written out on every core.
+        let mut ready: Vec<(Id, Vec<u8>)> = Vec::new();
+        let mut bytes = 0;
+        let write_out = |ready: &mut Vec<(Id, Vec<u8>)>| {
+            ready.par_iter().for_each(|(id, raw)| {
+                let zero = is_zero(raw);
+                for t in &wanted[id] {
+                    self.put(batch, t, raw, zero);
+                }
+            });
+            ready.clear();
+        };
         self.repo.read_blobs(pack, entries, |e, raw| {
             if self.progress.cancelled() {
                 return;
             }
-            let targets = &wanted[&e.id];
             match raw {
                 Ok(raw) => {
-                    let zero = is_zero(&raw);
-                    for t in targets {
-                        self.put(batch, t, &raw, zero);
+                    bytes += raw.len();
+                    ready.push((e.id, raw));
+                    if bytes >= PUT_BYTES || ready.len() >= PUT_BLOBS {
+                        write_out(&mut ready);
+                        bytes = 0;
                     }
                 }
-                Err(err) => self.fail_all(batch, targets, &err),
+                Err(err) => self.fail_all(batch, &wanted[&e.id], &err),
             }
         });
+        write_out(&mut ready);
     }
 
     /// Write one chunk into one file; the last chunk finishes the file.
@@ -316,8 +348,14 @@ impl Filler<'_> {
             let file = st.file.take().expect("open while writing");
             batch.open.fetch_sub(1, Ordering::Relaxed);
             st.done = true;
+            let holes = st.holes;
             drop(st);
-            match apply_fd(file.as_fd(), &f.node, self.as_root) {
+            let finished = if holes || content_len(&f.node) != f.node.size {
+                file.set_len(f.node.size)
+            } else {
+                Ok(())
+            };
+            match finished.and_then(|_| apply_fd(file.as_fd(), &f.node, self.as_root)) {
                 Ok(()) => {
                     self.counters.files_written.fetch_add(1, Ordering::Relaxed);
                     self.progress.file_done(&f.rel);
@@ -348,9 +386,10 @@ impl Filler<'_> {
             let file = if st.reuse || st.created {
                 self.dest.open_file(&f.rel, true).map_err(io)?
             } else {
+                // Its length is right once every chunk is written (or set
+                // when it is finished, see `holes`).
                 let file = self.dest.create_file(&f.rel).map_err(io)?;
                 st.created = true;
-                file.set_len(f.node.size).map_err(io)?;
                 file
             };
             st.file = Some(file);
@@ -362,6 +401,8 @@ impl Filler<'_> {
         } else if st.reuse {
             // A new file is already a hole there; an old one gets one punched.
             punch_hole(file, t.offset, raw.len() as u64).map_err(io)?;
+        } else {
+            st.holes = true;
         }
         Ok(())
     }
@@ -376,6 +417,11 @@ fn split_reads(by_pack: Vec<(Id, Vec<Location>)>) -> Vec<(Id, Vec<BlobEntry>)> {
             .into_iter()
             .map(|(pack, locs)| (pack, locs.iter().map(|l| l.entry).collect())),
     )
+}
+
+/// The length a file's chunks add up to.
+fn content_len(node: &Node) -> u64 {
+    node.content.iter().map(|c| u64::from(c.len)).sum()
 }
 
 /// Each chunk of `node` as (id, offset, length, whether `file` already

@@ -230,6 +230,7 @@ pub fn restore(
             problems: &problems,
             links: &links,
             readers: readers.as_ref(),
+            fresh: !in_place,
         },
         filters: &filters,
         opts,
