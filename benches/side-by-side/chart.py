@@ -13,12 +13,12 @@ WIDTH, PANEL_H, TOP = 900, 250, 40
 
 def panel(y0, title, groups, tools, value, fmt):
     """groups: (label, key); value(tool, key) -> float or None."""
-    left, right, plot_h = 60, WIDTH - 20, PANEL_H - 80
+    left, right, plot_h = 60, WIDTH - 20, PANEL_H - 95
     vals = [value(t, k) for _, k in groups for t in tools]
     top = max([v for v in vals if v is not None] + [1e-9])
     group_w = (right - left) / len(groups)
     bar_w = min(40, group_w * 0.8 / len(tools))
-    base = y0 + 30 + plot_h
+    base = y0 + 50 + plot_h
     out = [f'<text x="{left}" y="{y0 + 18}" font-size="14">{escape(title)}</text>',
            f'<line x1="{left}" y1="{base}" x2="{right}" y2="{base}" stroke="#888"/>']
     for g, (label, key) in enumerate(groups):
@@ -34,11 +34,12 @@ def panel(y0, title, groups, tools, value, fmt):
             x = gx + i * bar_w
             out.append(f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{bar_w * 0.9:.1f}" '
                        f'height="{h:.1f}" fill="{COLORS[t]}"><title>{t} {fmt(v)}</title></rect>')
-            text = fmt(v)
+            cx = x + bar_w * 0.45
+            out.append(f'<text x="{cx:.1f}" y="{base - h - 4:.1f}" font-size="9" '
+                       f'text-anchor="middle">{escape(fmt(v))}</text>')
             if t != "cairn" and ref:
-                text += f" {v / ref:.1f}x"
-            out.append(f'<text x="{x + bar_w * 0.45:.1f}" y="{base - h - 4:.1f}" font-size="9" '
-                       f'text-anchor="middle">{escape(text)}</text>')
+                out.append(f'<text x="{cx:.1f}" y="{base - h - 14:.1f}" font-size="9" '
+                           f'text-anchor="middle" fill="#555">{v / ref:.2f}x</text>')
     return out
 
 

@@ -165,9 +165,14 @@ def gen_volume(root, scale, seed):
     while budget > 0:
         proj = f"src/proj{len(projects):02d}_{word(rng)}"
         projects.append(proj)
+        # About 20 files per directory, nested up to three deep.
+        dirs = [""]
+        for _ in range(max(1, round(60 * scale))):
+            parent = rng.choice(dirs)
+            if parent.count("/") < 3:
+                dirs.append(f"{parent}/{word(rng)}".lstrip("/"))
         for _ in range(max(5, round(1200 * scale))):
-            depth = rng.randint(0, 3)
-            sub = "/".join(f"{word(rng)}" for _ in range(depth))
+            sub = rng.choice(dirs)
             ext = rng.choice((".rs", ".py", ".go", ".c", ".h", ".md", ".toml"))
             rel = os.path.join(proj, sub, f"{word(rng)}_{i}{ext}")
             size = log_uniform(rng, 200, 64 << 10)
@@ -181,7 +186,7 @@ def gen_volume(root, scale, seed):
                 break
 
     # media/: incompressible.
-    budget, i = n(250 * MIB), 0
+    budget, i = n(300 * MIB), 0
     while budget > 0:
         size = min(budget, log_uniform(rng, 64 << 10, 16 * MIB))
         rel = f"media/{['photos', 'video', 'audio'][i % 3]}/{word(rng)}_{i}.bin"
@@ -215,8 +220,10 @@ def gen_volume(root, scale, seed):
     links = os.path.join(root, "links")
     os.makedirs(links, exist_ok=True)
     for k in range(n(200)):
+        link = os.path.join(links, f"l{k:03d}")
         os.symlink(f"../etc/app/conf.d/{k % 7}-missing" if k % 10 == 0 else "../logs/app.log",
-                   os.path.join(links, f"l{k:03d}"))
+                   link)
+        os.utime(link, (EPOCH, EPOCH), follow_symlinks=False)
 
     # Duplicated directories: exact copies, as volumes hold them.
     copy_tree(root, projects[0], "vendor/" + os.path.basename(projects[0]))
