@@ -2,8 +2,8 @@
 """Side by side: cairn, restic and borg on the same data, in one run.
 
 usage: benches/side-by-side/bench.py [--dataset volume|smallfiles] [--scale S]
-           [--files N] [--seed N] [--runs N] [--tools "cairn restic borg"]
-           [--work DIR] [--cairn PATH] [--smoke] [--keep]
+           [--files N] [--data DIR] [--seed N] [--runs N]
+           [--tools "cairn restic borg"] [--work DIR] [--cairn PATH] [--smoke] [--keep]
 
 Every run starts from fresh repositories (all encrypted with a password) and
 times, for each tool in turn, under /usr/bin/time -v (wall, user, sys, peak
@@ -11,7 +11,8 @@ RSS):
   init, backup1, backup2 (after one day of changes), backup3 (no change),
   restore (full; verified against the source: path, type, mode, size, mtime,
   SHA-256, symlink target), restore1 (one small file, verified), and for the
-  volume restoredb (its largest database file, verified).
+  volume restoredb (its largest database file, verified; with --data, the
+  tree's largest file).
 Repository sizes (bytes of its files) are taken after each backup. A
 mismatch in any restore stops the bench with exit status 1.
 
@@ -271,7 +272,11 @@ def find_tools(names, work, cairn_bin):
 
 class Dataset:
     def __init__(self, a, work):
-        self.kind, self.seed = a.dataset, a.seed
+        self.kind, self.seed = ("dir" if a.data else a.dataset), a.seed
+        if self.kind == "dir":
+            self.key = os.path.basename(os.path.normpath(a.data))
+            self.base = os.path.abspath(a.data)
+            return
         if self.kind == "volume":
             self.scale = a.scale
             self.key = f"volume-s{a.seed}-x{a.scale:g}"
@@ -282,7 +287,9 @@ class Dataset:
 
     def describe(self):
         d = {"kind": self.kind, "seed": self.seed, "dir": self.base}
-        if self.kind == "volume":
+        if self.kind == "dir":
+            del d["seed"]
+        elif self.kind == "volume":
             d["scale"] = self.scale
         else:
             d["files"] = self.files
@@ -291,7 +298,7 @@ class Dataset:
     def make(self):
         """Generate the base tree once; later runs and benches reuse it."""
         done = self.base + ".done"
-        if os.path.exists(done):
+        if self.kind == "dir" or os.path.exists(done):
             return
         shutil.rmtree(self.base, ignore_errors=True)
         print(f"generating {self.base} ...", flush=True)
@@ -304,6 +311,8 @@ class Dataset:
     def mutate(self, vol):
         if self.kind == "volume":
             gen.mutate_volume(vol, self.scale, self.seed, 1)
+        elif self.kind == "dir":
+            pass  # a tree of one's own has no day of changes: backup2 changes nothing
         else:
             gen.mutate_smallfiles(vol, self.files, self.seed, 1)
 
@@ -312,7 +321,19 @@ class Dataset:
         if self.kind == "volume":
             conf = sorted(os.listdir(os.path.join(vol, "etc/app/conf.d")))[0]
             return f"etc/app/conf.d/{conf}", "db/main/16384"
-        return "d00000/f0000001", None
+        if self.kind == "smallfiles":
+            return "d00000/f0000001", None
+        files = []
+        for d, dirs, names in os.walk(vol):
+            dirs.sort()
+            for n in sorted(names):
+                p = os.path.join(d, n)
+                if os.path.isfile(p) and not os.path.islink(p):
+                    files.append((os.path.getsize(p), os.path.relpath(p, vol)))
+        if not files:
+            die(f"{self.base} holds no regular file")
+        small = next((rel for size, rel in files if 0 < size <= 64 << 10), files[0][1])
+        return small, max(files)[1]
 
 
 # ---------------------------------------------------------------------------
@@ -339,10 +360,13 @@ def one_run(run, tools, data, work, results):
 
     for t in tools:
         record(t, "init", t.init())
+    logical = [tree_bytes(vol)]
     for t in tools:
         record(t, "backup1", t.backup(1, vol))
         size(t, "backup1")
     data.mutate(vol)
+    logical += [tree_bytes(vol)] * 2
+    results["logical"].append(dict(run=run, bytes=sum(logical)))
     for t in tools:
         record(t, "backup2", t.backup(2, vol))
         size(t, "backup2")
@@ -388,6 +412,10 @@ def summarize(results, tools):
         steps["repo_bytes"] = sizes
         if "backup1" in sizes and "backup2" in sizes:
             steps["growth2_bytes"] = sizes["backup2"] - sizes["backup1"]
+        # The three snapshots' bytes over the repository's: higher is better.
+        steps["dedup"] = statistics.median(
+            lg["bytes"] / s["bytes"] for lg in results["logical"] for s in results["sizes"]
+            if s["tool"] == t and s["after"] == "backup3" and s["run"] == lg["run"])
         steps["rss_backup_kib"] = max(steps[s]["peak_rss_kib"] for s in
                                       ("backup1", "backup2", "backup3") if s in steps)
         steps["rss_restore_kib"] = steps["restore"]["peak_rss_kib"]
@@ -408,6 +436,8 @@ def summarize(results, tools):
         r["rss_restore"] = o["rss_restore_kib"] / c["rss_restore_kib"]
         r["repo1"] = o["repo_bytes"]["backup1"] / c["repo_bytes"]["backup1"]
         r["growth2"] = o["growth2_bytes"] / max(c["growth2_bytes"], 1)
+        # Inverted, so that above 1 still means cairn does better.
+        r["dedup"] = c["dedup"] / o["dedup"]
         results["ratios_to_cairn"][t] = r
 
 
@@ -429,6 +459,7 @@ def table(results, tools):
     row("peak RSS restore MiB", lambda m: f"{m['rss_restore_kib'] / 1024:.0f}", "rss_restore")
     row("repo after backup1 MB", lambda m: f"{m['repo_bytes']['backup1'] / 1e6:.1f}", "repo1")
     row("growth backup2 MB", lambda m: f"{m['growth2_bytes'] / 1e6:.1f}", "growth2")
+    row("dedup (3 snapshots / repo)", lambda m: f"{m['dedup']:.2f}", "dedup")
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
     fmt = lambda r: "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
                                       for i, (c, w) in enumerate(zip(r, widths))) + " |"
@@ -443,6 +474,8 @@ def main(argv=None):
     ap.add_argument("--scale", type=float, default=1.0,
                     help="volume: 1 is about 1 GiB; smallfiles: 250,000 files per 1")
     ap.add_argument("--files", type=int, default=0, help="smallfiles: this many files")
+    ap.add_argument("--data", help="back up a copy of this tree instead of generated data "
+                    "(no day of changes; restoredb restores its largest file)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--tools", default=" ".join(ALL_TOOLS))
@@ -474,6 +507,7 @@ def main(argv=None):
         "dataset": dict(data.describe(), bytes=tree_bytes(data.base)),
         "tools": {t.name: {"version": t.version(), "settings": t.settings()} for t in tools},
         "runs": a.runs, "measurements": [], "sizes": [], "verified": [], "load": [],
+        "logical": [],
     }
     print(f"{data.key}: {results['dataset']['bytes'] / 1e6:.1f} MB; "
           f"tools: {', '.join(t.name for t in tools)}; load {os.getloadavg()[0]:.1f}")

@@ -59,7 +59,8 @@ def render(results, tools):
 
     height = TOP + 3 * PANEL_H + 10
     ds = results["dataset"]
-    what = f"scale {ds['scale']:g}" if "scale" in ds else f"{ds['files']:,} files"
+    what = (f"scale {ds['scale']:g}" if "scale" in ds
+            else f"{ds['files']:,} files" if "files" in ds else ds["dir"])
     title = (f"{ds['kind']} ({what}, {ds['bytes'] / 1e6:.0f} MB), medians of "
              f"{results['runs']} run(s); lower is better; Nx = ratio to cairn")
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
