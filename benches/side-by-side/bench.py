@@ -404,6 +404,8 @@ def summarize(results, tools):
             if ms:
                 steps[step] = {k: statistics.median(m[k] for m in ms)
                                for k in ("wall_s", "user_s", "sys_s", "peak_rss_kib")}
+                # CPU seconds: steadier than wall time on a shared machine.
+                steps[step]["cpu_s"] = statistics.median(m["user_s"] + m["sys_s"] for m in ms)
         sizes = {}
         for after in ("backup1", "backup2", "backup3"):
             bs = [s["bytes"] for s in results["sizes"] if s["tool"] == t and s["after"] == after]
@@ -432,6 +434,9 @@ def summarize(results, tools):
         for step in TIME_STEPS:
             if step in o and step in c:
                 r[step] = o[step]["wall_s"] / max(c[step]["wall_s"], 0.005)
+        for step in TIME_STEPS:
+            if step in o and step in c:
+                r["cpu_" + step] = o[step]["cpu_s"] / max(c[step]["cpu_s"], 0.005)
         r["rss_backup"] = o["rss_backup_kib"] / c["rss_backup_kib"]
         r["rss_restore"] = o["rss_restore_kib"] / c["rss_restore_kib"]
         r["repo1"] = o["repo_bytes"]["backup1"] / c["repo_bytes"]["backup1"]
@@ -455,6 +460,9 @@ def table(results, tools):
     for step in TIME_STEPS:
         if step in med[tools[0]]:
             row(f"{step} s", lambda m, s=step: f"{m[s]['wall_s']:.2f}", step)
+    for step in TIME_STEPS:
+        if step in med[tools[0]]:
+            row(f"{step} CPU s", lambda m, s=step: f"{m[s]['cpu_s']:.2f}", "cpu_" + step)
     row("peak RSS backup MiB", lambda m: f"{m['rss_backup_kib'] / 1024:.0f}", "rss_backup")
     row("peak RSS restore MiB", lambda m: f"{m['rss_restore_kib'] / 1024:.0f}", "rss_restore")
     row("repo after backup1 MB", lambda m: f"{m['repo_bytes']['backup1'] / 1e6:.1f}", "repo1")
@@ -484,7 +492,11 @@ def main(argv=None):
                     or os.path.join(ROOT, "target/release/cairn"))
     ap.add_argument("--smoke", action="store_true", help="scale 0.01, one run")
     ap.add_argument("--keep", action="store_true", help="keep the repositories of the last run")
+    ap.add_argument("--report", metavar="RESULTS_JSON",
+                    help="only summarize an earlier run's results.json again (table, medians, chart)")
     a = ap.parse_args(argv)
+    if a.report:
+        return report(a.report)
     if a.smoke:
         a.scale, a.runs = 0.01, 1
     names = a.tools.split()
@@ -516,22 +528,33 @@ def main(argv=None):
     if not a.keep:
         shutil.rmtree(os.path.join(work, "run"))
     results["machine"]["loadavg_end"] = os.getloadavg()
-    names = [t.name for t in tools]
-    summarize(results, names)
+    summarize(results, [t.name for t in tools])
 
-    out = os.path.join(work, "results.json")
+    write(results, os.path.join(work, "results.json"))
+
+
+def write(results, out):
+    """Write results.json and results.svg beside it; print the table."""
+    names = list(results["tools"])
     with open(out, "w") as f:
         json.dump(results, f, indent=1)
-    svg = os.path.join(work, "results.svg")
+    svg = os.path.splitext(out)[0] + ".svg"
     with open(svg, "w") as f:
         f.write(chart.render(results, names))
-    print(f"\n{data.key}, medians of {a.runs} run(s), load "
-          f"{results['machine']['loadavg_start'][0]:.1f} to {results['machine']['loadavg_end'][0]:.1f}"
-          f" on {os.cpu_count()} CPUs\n")
+    m = results["machine"]
+    print(f"\n{os.path.basename(results['dataset']['dir'])}, medians of {results['runs']} run(s), "
+          f"load {m['loadavg_start'][0]:.1f} to {m['loadavg_end'][0]:.1f} on {m['cpus']} CPUs\n")
     print(table(results, names))
     for t, r in results["ratios_to_cairn"].items():
         print(f"RATIOS {t}/cairn: " + "  ".join(f"{k} {v:.2f}" for k, v in r.items()))
     print(f"\nall restores verified; wrote {out} and {svg}")
+
+
+def report(path):
+    with open(path) as f:
+        results = json.load(f)
+    summarize(results, list(results["tools"]))
+    write(results, path)
 
 
 if __name__ == "__main__":
