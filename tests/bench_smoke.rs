@@ -39,12 +39,22 @@ fn side_by_side_smoke_runs_and_verifies_its_restores() {
     assert_eq!(verified[0]["ok"], true);
     assert!(verified[0]["entries"].as_u64().unwrap() > 100);
     let cairn = &results["medians"]["cairn"];
-    for step in ["backup1", "backup2", "backup3", "restore", "restore1", "restoredb"] {
+    for step in [
+        "backup1",
+        "backup2",
+        "backup3",
+        "restore",
+        "restore1",
+        "restoredb",
+    ] {
         assert!(cairn[step]["wall_s"].is_number(), "no median for {step}");
         assert!(cairn[step]["peak_rss_kib"].as_f64().unwrap() > 0.0);
     }
     let repo = &cairn["repo_bytes"];
-    assert!(repo["backup2"].as_f64() > repo["backup1"].as_f64(), "{repo}");
+    assert!(
+        repo["backup2"].as_f64() > repo["backup1"].as_f64(),
+        "{repo}"
+    );
     let svg = std::fs::read_to_string(work.path().join("results.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("backup1"));
 }
