@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -512,7 +513,7 @@ def main(argv=None):
     data.make()
     results = {
         "bench": "benches/side-by-side/bench.py",
-        "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
+        "command": shlex.join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "system": platform.platform(),
                     "loadavg_start": os.getloadavg()},
