@@ -51,21 +51,21 @@ if [ ! -f "$REPO/config" ]; then
 fi
 echo "repository: $(du -sh "$REPO" | cut -f1) ($(ls "$REPO/index" | wc -l) segments)"
 
-c() { "$CAIRN" --repo "$REPO" --cache-dir "$CACHE" "$@"; }
+c=("$CAIRN" --repo "$REPO" --cache-dir "$CACHE")
 rm -rf "$CACHE" "$WORK/empty" "$WORK/cache-empty" "$WORK/out"
-step first-open c snapshots
+step first-open "${c[@]}" snapshots
 cache_bytes=$(du -cb "$CACHE"/cairn/*/index.sqlite* | tail -1 | cut -f1)
 printf '%-22s %9s B %8.1f B/chunk\n' cache "$cache_bytes" "$(echo "$cache_bytes / $CHUNKS" | bc -l)"
-step snapshots c snapshots
-step ls-latest c ls latest
+step snapshots "${c[@]}" snapshots
+step ls-latest "${c[@]}" ls latest
 LAST=$(grep -o 'd[0-9]\{6\}/f00000' "$WORK/ls-latest.out" | tail -1 || true)
-step restore-one-file c restore "latest:$LAST" --target "$WORK/out"
+step restore-one-file "${c[@]}" restore "latest:$LAST" --target "$WORK/out"
 "$CAIRN" --repo "$WORK/empty" init --insecure-no-encryption >/dev/null
 step backup-empty "$CAIRN" --repo "$WORK/empty" --cache-dir "$WORK/cache-empty" \
   backup --host bench "$VOLUME"
-step backup-big c backup --host bench "$VOLUME"
-step check c check
-step prune-nothing c prune
-c forget --keep-last 5000 >/dev/null
-step prune-half c prune
+step backup-big "${c[@]}" backup --host bench "$VOLUME"
+step check "${c[@]}" check
+step prune-nothing "${c[@]}" prune
+"${c[@]}" forget --keep-last 5000 >/dev/null
+step prune-half "${c[@]}" prune
 rm -rf "$WORK/empty" "$WORK/cache-empty" "$WORK/out"
