@@ -368,6 +368,68 @@ mod tests {
     use super::*;
     use crate::format::segment::PackRecord;
 
+    fn one_blob_segment(blob: Id, pack: &[u8], offset: u64) -> Segment {
+        Segment {
+            supersedes: vec![],
+            packs: vec![PackRecord {
+                pack: Id::of(pack),
+                entries: vec![BlobEntry {
+                    id: blob,
+                    kind: BlobKind::Data,
+                    flags: 0,
+                    stored_len: 10,
+                    raw_len: 10,
+                    offset,
+                    frame: None,
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn a_bulk_load_keeps_each_blobs_first_location() {
+        let idx = Index::open(None).unwrap();
+        let (a, b) = (Id::of(b"a"), Id::of(b"b"));
+        idx.add_segment(&Id::of(b"s0"), &one_blob_segment(a, b"p0", 0))
+            .unwrap();
+        // Many blobs in arrival order unlike id order, and duplicates.
+        let mut many: Vec<Result<(Id, Segment)>> = (0..500u32)
+            .map(|i| {
+                let blob = Id::of(&i.to_le_bytes());
+                Ok((Id::of(&[i as u8, 1]), one_blob_segment(blob, b"p1", 7)))
+            })
+            .collect();
+        many.push(Ok((Id::of(b"s1"), one_blob_segment(a, b"p1", 1))));
+        many.push(Ok((Id::of(b"s2"), one_blob_segment(b, b"p2", 2))));
+        many.push(Ok((Id::of(b"s3"), one_blob_segment(b, b"p3", 3))));
+        idx.add_segments(many).unwrap();
+        assert_eq!(idx.lookup(&a).unwrap().unwrap().pack, Id::of(b"p0"));
+        assert_eq!(idx.lookup(&b).unwrap().unwrap().pack, Id::of(b"p2"));
+        assert_eq!(idx.lookup(&b).unwrap().unwrap().entry.offset, 2);
+        for i in 0..500u32 {
+            assert!(idx.contains(&Id::of(&i.to_le_bytes())).unwrap());
+        }
+        assert_eq!(idx.totals(BlobKind::Data).unwrap().count, 502);
+    }
+
+    #[test]
+    fn a_failed_bulk_load_leaves_the_cache_as_it_was() {
+        let idx = Index::open(None).unwrap();
+        let (a, b) = (Id::of(b"a"), Id::of(b"b"));
+        let segs: Vec<Result<(Id, Segment)>> = vec![
+            Ok((Id::of(b"s1"), one_blob_segment(a, b"p1", 0))),
+            Err(Error::MissingBlob(b)),
+        ];
+        assert!(idx.add_segments(segs).is_err());
+        assert!(idx.lookup(&a).unwrap().is_none());
+        assert!(idx.segments().unwrap().is_empty());
+        // The staging table is emptied: the next load sees none of it.
+        idx.add_segment(&Id::of(b"s2"), &one_blob_segment(b, b"p2", 0))
+            .unwrap();
+        assert!(idx.lookup(&a).unwrap().is_none());
+        assert!(idx.lookup(&b).unwrap().is_some());
+    }
+
     #[test]
     fn segments_load_and_lookup() {
         let idx = Index::open(None).unwrap();
