@@ -16,7 +16,8 @@
 # nothing to free, and `forget --keep-last 5000` then prune. Prints wall
 # seconds and peak RSS per step and the cache's bytes per chunk.
 # cairn: $CAIRN_BIN or ./target/release/cairn. STEP_TIMEOUT (s, default
-# 3600) stops a step that takes longer.
+# 3600) stops a step that takes longer; SKIP_PRUNE=1 leaves out the prunes
+# (and the forget), so the repository stays as generated.
 set -euo pipefail
 
 CHUNKS=${1:?chunks}
@@ -49,7 +50,7 @@ if [ ! -f "$REPO/config" ]; then
   "$CAIRN" --repo "$REPO" init --insecure-no-encryption >/dev/null
   step generate "$GEN" --repo "$REPO" --chunks "$CHUNKS" --snapshots 10000
 fi
-echo "repository: $(du -sh "$REPO" | cut -f1) ($(ls "$REPO/index" | wc -l) segments)"
+echo "repository $CHUNKS chunks: $(du -sh "$REPO" | cut -f1) ($(ls "$REPO/index" | wc -l) segments)"
 
 c=("$CAIRN" --repo "$REPO" --cache-dir "$CACHE")
 rm -rf "$CACHE" "$WORK/empty" "$WORK/cache-empty" "$WORK/out"
@@ -65,7 +66,9 @@ step backup-empty "$CAIRN" --repo "$WORK/empty" --cache-dir "$WORK/cache-empty" 
   backup --host bench "$VOLUME"
 step backup-big "${c[@]}" backup --host bench "$VOLUME"
 step check "${c[@]}" check
-step prune-nothing "${c[@]}" prune
-"${c[@]}" forget --keep-last 5000 >/dev/null
-step prune-half "${c[@]}" prune
+if [ -z "${SKIP_PRUNE:-}" ]; then
+  step prune-nothing "${c[@]}" prune
+  "${c[@]}" forget --keep-last 5000 >/dev/null
+  step prune-half "${c[@]}" prune
+fi
 rm -rf "$WORK/empty" "$WORK/cache-empty" "$WORK/out"
