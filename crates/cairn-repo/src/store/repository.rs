@@ -575,7 +575,7 @@ impl Repository {
     /// A segment deleted after the listing is left out (a newer one
     /// supersedes it).
     /// Each comes with the packs it lists.
-    pub fn effective_segment_ids(&self) -> Result<(Vec<(Id, Vec<Id>)>, Vec<Damaged>)> {
+    pub fn effective_segment_ids(&self) -> Result<(Vec<SegmentPacks>, Vec<Damaged>)> {
         let mut readable = Vec::new();
         let mut superseded = HashSet::new();
         let mut damaged = Vec::new();
@@ -660,6 +660,9 @@ impl Repository {
         Ok(node)
     }
 }
+
+/// A segment's id and the packs it lists.
+pub type SegmentPacks = (Id, Vec<Id>);
 
 /// Segment entries a refresh holds in memory between reading what segments
 /// supersede and loading them (about 64 bytes each); beyond, segments are
