@@ -12,9 +12,9 @@ use serde::Serialize;
 
 use crate::format::layout::FileType;
 use crate::format::pack::{split_pack, BlobEntry};
+use crate::format::segment::PackRecord;
 use crate::format::tree::NodeKind;
 use crate::ops::progress::{NoProgress, WorkProgress};
-use crate::ops::walk::{walk_paths, Descend};
 use crate::store::index::Location;
 use crate::store::lock::future_locks;
 use crate::store::plans;
@@ -204,28 +204,6 @@ impl CheckReport {
     }
 }
 
-/// What the index says: each pack's blobs, and each blob's pack and length.
-struct Indexed {
-    pack_blobs: HashMap<Id, Vec<BlobEntry>>,
-    blob_pack: HashMap<Id, (Id, u32)>,
-}
-
-fn indexed(repo: &Repository) -> Result<Indexed> {
-    let mut out = Indexed {
-        pack_blobs: HashMap::new(),
-        blob_pack: HashMap::new(),
-    };
-    for (_, seg) in repo.index_segments()?.effective {
-        for p in seg.packs {
-            for e in &p.entries {
-                out.blob_pack.entry(e.id).or_insert((p.pack, e.raw_len));
-            }
-            out.pack_blobs.entry(p.pack).or_default().extend(p.entries);
-        }
-    }
-    Ok(out)
-}
-
 /// Check the repository.
 pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     check_with(repo, opts, &NoProgress)
@@ -233,64 +211,115 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
 
 /// [`check`], reporting progress: one item per pack table compared, one
 /// per pack read (with its bytes), one per snapshot walked.
+///
+/// Memory does not grow with the index: segments are read one at a time,
+/// and the walk asks the index cache (synced with the segments when the
+/// repository was opened) where each blob is.
 pub fn check_with(
     repo: &Repository,
     opts: &CheckOptions,
     progress: &dyn WorkProgress,
 ) -> Result<CheckReport> {
     let mut report = CheckReport::default();
-    let index = indexed(repo)?;
-    report.packs = index.pack_blobs.len() as u64;
+    let (segments, _) = repo.effective_segment_ids()?;
+    let indexed: HashSet<Id> = segments.iter().flat_map(|(_, p)| p).copied().collect();
+    repo.sync_index_with(&segments.iter().map(|(id, _)| *id).collect())?;
+    report.packs = indexed.len() as u64;
     let stored = repo.list(FileType::Pack)?;
     let salt = crate::random::random_id().prefix_u64();
-    let chosen: Vec<&Id> = index
-        .pack_blobs
-        .keys()
+    let chosen: HashSet<Id> = indexed
+        .iter()
         .filter(|pack| {
             opts.read_data_percent >= 100.0
                 || ((pack.prefix_u64() ^ salt) % 10_000) as f64 * 0.01 < opts.read_data_percent
         })
+        .copied()
         .collect();
     progress.expect(
         report.packs + chosen.len() as u64,
-        chosen.iter().filter_map(|p| stored.get(*p)).sum(),
+        chosen.iter().filter_map(|p| stored.get(p)).sum(),
     );
     let doomed = plans::doomed_packs(&**repo.backend(), repo.codec())?.packs;
-    for pack in stored.keys().filter(|p| !index.pack_blobs.contains_key(p)) {
+    for pack in stored.keys().filter(|p| !indexed.contains(p)) {
         report.warnings.push(Finding::UnindexedPack {
             pack: *pack,
             doomed: doomed.contains(pack),
         });
     }
     let mut bad: HashMap<Id, String> = HashMap::new();
-    for (pack, entries) in &index.pack_blobs {
+    let mut seen: HashSet<Id> = HashSet::new();
+    for (seg_id, _) in &segments {
+        let seg = match repo.read_segment(seg_id) {
+            // Deleted since it was listed: a newer segment supersedes it.
+            Err(e) if e.is_not_found() => continue,
+            other => other?,
+        };
+        for p in &seg.packs {
+            let first = seen.insert(p.pack);
+            let read = chosen.contains(&p.pack);
+            check_pack(
+                repo,
+                p,
+                &stored,
+                read,
+                &mut bad,
+                &mut report,
+                progress,
+                first,
+            );
+        }
+    }
+    report_damaged_objects(repo, &mut report)?;
+    walk_snapshots(repo, &bad, &mut report, progress)?;
+    Ok(report)
+}
+
+/// Compare one pack's index entries with its own table and, if `read`,
+/// read and verify them; a problem marks the pack bad. A pack that more
+/// than one segment lists is checked for each, counted once (`first`).
+#[allow(clippy::too_many_arguments)]
+fn check_pack(
+    repo: &Repository,
+    record: &PackRecord,
+    stored: &HashMap<Id, u64>,
+    read: bool,
+    bad: &mut HashMap<Id, String>,
+    report: &mut CheckReport,
+    progress: &dyn WorkProgress,
+    first: bool,
+) {
+    let pack = &record.pack;
+    let size = stored.get(pack).copied();
+    if first {
         progress.working_on(&format!("pack {}", pack.to_hex()));
-        let problem = match stored.get(pack) {
+    }
+    if !bad.contains_key(pack) {
+        let problem = match size {
             None => Some("missing from the repository".to_string()),
-            Some(&size) => table_problem(repo, pack, size, entries),
+            Some(size) => table_problem(repo, pack, size, &record.entries),
         };
         bad.extend(problem.map(|p| (*pack, p)));
+    }
+    if first {
         progress.advance(1, 0);
     }
-    for pack in chosen {
-        let size = stored.get(pack).copied().unwrap_or(0);
-        if bad.contains_key(pack) {
-            progress.advance(1, size);
-            continue;
+    if !read {
+        return;
+    }
+    if !bad.contains_key(pack) {
+        if first {
+            report.packs_read += 1;
         }
-        progress.working_on(&format!("pack {}", pack.to_hex()));
-        report.packs_read += 1;
-        match read_pack(repo, pack, &index.pack_blobs[pack]) {
+        match read_pack(repo, pack, &record.entries) {
             Ok(n) => report.blobs_read += n,
             Err(reason) => {
                 bad.insert(*pack, reason);
             }
         }
-        progress.advance(1, size);
     }
-    report_damaged_objects(repo, &mut report)?;
-    walk_snapshots(repo, &index.blob_pack, &bad, &mut report, progress)?;
-    Ok(report)
+    if first {
+        progress.advance(1, size.unwrap_or(0));
+    }
 }
 
 /// Whether the index matches a pack's own table (two small reads a pack).
@@ -374,22 +403,23 @@ fn read_pack(repo: &Repository, pack: &Id, entries: &[BlobEntry]) -> Result<u64,
 
 /// Who needs each damaged pack, gathered while walking the snapshots.
 struct Dependents<'a> {
+    repo: &'a Repository,
     bad: &'a HashMap<Id, String>,
-    blob_pack: &'a HashMap<Id, (Id, u32)>,
     damage: HashMap<Id, Damage>,
 }
 
 impl Dependents<'_> {
-    /// Note that `path` of snapshot `short` needs `blob`; true if its pack is bad.
-    fn needs(&mut self, short: &str, path: &str, blob: &Id) -> bool {
-        let Some((pack, _)) = self.blob_pack.get(blob) else {
+    /// Note that `path` of snapshot `short` needs `blob`, whose location the
+    /// index gives as `at`; true if its pack is bad.
+    fn needs_at(&mut self, short: &str, path: &str, at: Option<&Location>) -> bool {
+        let Some(loc) = at else {
             return false;
         };
-        let Some(reason) = self.bad.get(pack) else {
+        let Some(reason) = self.bad.get(&loc.pack) else {
             return false;
         };
-        let d = self.damage.entry(*pack).or_insert_with(|| Damage {
-            pack: *pack,
+        let d = self.damage.entry(loc.pack).or_insert_with(|| Damage {
+            pack: loc.pack,
             reason: reason.clone(),
             snapshots: Vec::new(),
             paths: Vec::new(),
@@ -403,23 +433,123 @@ impl Dependents<'_> {
         }
         true
     }
+
+    /// [`Dependents::needs_at`], looking `blob` up.
+    fn needs(&mut self, short: &str, path: &str, blob: &Id) -> Result<bool> {
+        let at = self.repo.index().lookup(blob)?;
+        Ok(self.needs_at(short, path, at.as_ref()))
+    }
+}
+
+/// The walk of every snapshot's trees. A tree below which nothing was
+/// found wrong is walked once, however many snapshots share it: walking
+/// it again could find nothing new, and a history of many snapshots of a
+/// large volume would otherwise cost snapshots x volume.
+struct Walker<'a> {
+    repo: &'a Repository,
+    deps: Dependents<'a>,
+    /// Every tree reached.
+    loaded: HashSet<Id>,
+    /// Trees walked with nothing found below them.
+    clean: HashSet<Id>,
+    unreadable: Vec<Finding>,
+    errors: Vec<Finding>,
+}
+
+impl Walker<'_> {
+    /// Walk tree `id` found at `prefix` of snapshot `short`; whether
+    /// nothing below it is missing, damaged or wrong.
+    fn walk(&mut self, short: &str, id: &Id, prefix: &str) -> Result<bool> {
+        let tree = match self.repo.load_tree(id) {
+            Ok(t) => t,
+            Err(e) => {
+                self.unreadable.push(Finding::UnreadableTree {
+                    snapshot: short.to_string(),
+                    path: prefix.to_string(),
+                    reason: e.to_string(),
+                });
+                return Ok(false);
+            }
+        };
+        let mut clean = true;
+        for node in &tree.nodes {
+            let name = String::from_utf8_lossy(&node.name);
+            let path = if prefix.is_empty() {
+                name.into_owned()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            for c in &node.content {
+                clean &= self.chunk(short, &path, c)?;
+            }
+            let Some(sub) = node.subtree.filter(|_| node.kind == NodeKind::Dir) else {
+                continue;
+            };
+            if self.deps.needs(short, &format!("{path}/"), &sub)? {
+                clean = false;
+                continue;
+            }
+            self.loaded.insert(sub);
+            if !self.clean.contains(&sub) {
+                clean &= self.walk(short, &sub, &path)?;
+            }
+        }
+        if clean {
+            self.clean.insert(*id);
+        }
+        Ok(clean)
+    }
+
+    /// Check one chunk reference; whether it is fine.
+    fn chunk(
+        &mut self,
+        short: &str,
+        path: &str,
+        c: &crate::format::tree::ChunkRef,
+    ) -> Result<bool> {
+        let Some(loc) = self.repo.index().lookup(&c.id)? else {
+            self.errors.push(Finding::MissingChunk {
+                snapshot: short.to_string(),
+                path: path.to_string(),
+                chunk: c.id,
+            });
+            return Ok(false);
+        };
+        let pack_bad = self.deps.needs_at(short, path, Some(&loc));
+        if loc.entry.raw_len != c.len && !pack_bad {
+            self.errors.push(Finding::LengthMismatch {
+                snapshot: short.to_string(),
+                path: path.to_string(),
+                chunk: c.id,
+                stored: loc.entry.raw_len,
+                tree: c.len,
+            });
+            return Ok(false);
+        }
+        Ok(!pack_bad)
+    }
 }
 
 /// Load every snapshot's trees; note missing blobs, lying lengths and who
 /// needs bad packs.
 fn walk_snapshots(
     repo: &Repository,
-    blob_pack: &HashMap<Id, (Id, u32)>,
     bad: &HashMap<Id, String>,
     report: &mut CheckReport,
     progress: &dyn WorkProgress,
 ) -> Result<()> {
-    let mut deps = Dependents {
-        bad,
-        blob_pack,
-        damage: HashMap::new(),
+    let mut w = Walker {
+        repo,
+        deps: Dependents {
+            repo,
+            bad,
+            damage: HashMap::new(),
+        },
+        loaded: HashSet::new(),
+        clean: HashSet::new(),
+        unreadable: Vec::new(),
+        errors: Vec::new(),
     };
-    let mut loaded: HashSet<Id> = HashSet::new();
     let snapshots = repo.snapshots()?;
     progress.expect(snapshots.len() as u64, 0);
     for (snap_id, snap) in snapshots {
@@ -427,59 +557,19 @@ fn walk_snapshots(
         progress.working_on(&format!("snapshot {}", snap_id.to_hex()));
         progress.advance(1, 0);
         let short = snap_id.short();
-        if deps.needs(&short, "", &snap.tree) {
+        if w.deps.needs(&short, "", &snap.tree)? {
             continue;
         }
-        loaded.insert(snap.tree);
-        let mut errors = Vec::new();
-        let mut visit = |path: &str, node: &crate::Node| -> Result<Descend> {
-            for c in &node.content {
-                match blob_pack.get(&c.id) {
-                    None => errors.push(Finding::MissingChunk {
-                        snapshot: short.clone(),
-                        path: path.to_string(),
-                        chunk: c.id,
-                    }),
-                    Some((_, stored))
-                        if *stored != c.len && !bad.contains_key(&blob_pack[&c.id].0) =>
-                    {
-                        errors.push(Finding::LengthMismatch {
-                            snapshot: short.clone(),
-                            path: path.to_string(),
-                            chunk: c.id,
-                            stored: *stored,
-                            tree: c.len,
-                        })
-                    }
-                    Some(_) => {
-                        deps.needs(&short, path, &c.id);
-                    }
-                }
-            }
-            let Some(sub) = node.subtree.filter(|_| node.kind == NodeKind::Dir) else {
-                return Ok(Descend::No);
-            };
-            if deps.needs(&short, &format!("{path}/"), &sub) {
-                return Ok(Descend::No);
-            }
-            loaded.insert(sub);
-            Ok(Descend::Yes)
-        };
-        let mut unreadable_dirs = Vec::new();
-        let mut unreadable = |path: &str, e: crate::Error| {
-            unreadable_dirs.push(Finding::UnreadableTree {
-                snapshot: short.clone(),
-                path: path.to_string(),
-                reason: e.to_string(),
-            })
-        };
-        walk_paths(repo, &snap.tree, "", &mut visit, &mut unreadable)?;
-        report.errors.extend(unreadable_dirs);
-        report.errors.extend(errors);
+        w.loaded.insert(snap.tree);
+        if !w.clean.contains(&snap.tree) {
+            w.walk(&short, &snap.tree, "")?;
+        }
+        report.errors.append(&mut w.unreadable);
+        report.errors.append(&mut w.errors);
     }
-    report.trees = loaded.len() as u64;
+    report.trees = w.loaded.len() as u64;
     report.errors.dedup();
-    let mut list: Vec<Damage> = deps.damage.into_values().collect();
+    let mut list: Vec<Damage> = w.deps.damage.into_values().collect();
     // Packs no snapshot reaches are damage nothing depends on.
     for (pack, reason) in bad {
         if !list.iter().any(|d| d.pack == *pack) {

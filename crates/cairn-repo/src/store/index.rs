@@ -2,6 +2,7 @@
 //! in a pack. It is rebuilt from the repository's index segments whenever it
 //! is missing, stale or damaged; nothing is lost by deleting it.
 
+use std::borrow::Borrow;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -198,7 +199,43 @@ impl Index {
 
     /// Record a segment's packs and blobs, in one transaction.
     pub fn add_segment(&self, id: &Id, seg: &Segment) -> Result<()> {
+        self.add_segments(std::iter::once(Ok((*id, seg))))
+    }
+
+    /// Record many segments' packs and blobs in one transaction, taking
+    /// each segment from `segs` only when it is its turn (the caller need
+    /// not hold them all). Blobs go first to a staging table in arrival
+    /// order and reach `blobs` sorted by id in one statement: a B-tree
+    /// larger than the page cache is then written leaf after leaf, not one
+    /// random leaf per blob. A blob keeps its first location (the one
+    /// already cached, else the first of `segs` that lists it). An error
+    /// from `segs` leaves the cache as it was.
+    pub fn add_segments<S: Borrow<Segment>>(
+        &self,
+        segs: impl IntoIterator<Item = Result<(Id, S)>>,
+    ) -> Result<()> {
         let mut conn = self.conn();
+        // The sort spills to temporary files beyond this much memory.
+        conn.execute_batch(
+            "PRAGMA cache_size=-16384;
+             CREATE TEMP TABLE IF NOT EXISTS staging(
+                 id BLOB NOT NULL, pack INTEGER NOT NULL, kind INTEGER NOT NULL,
+                 flags INTEGER NOT NULL, offset INTEGER NOT NULL,
+                 stored_len INTEGER NOT NULL, raw_len INTEGER NOT NULL,
+                 frame_pos INTEGER NOT NULL, frame_len INTEGER NOT NULL);
+             DELETE FROM temp.staging;",
+        )
+        .map_err(|e| self.err(e))?;
+        let loaded = self.load_staged(&mut conn, segs);
+        let _ = conn.execute_batch("DELETE FROM temp.staging; PRAGMA cache_size=-2000;");
+        loaded
+    }
+
+    fn load_staged<S: Borrow<Segment>>(
+        &self,
+        conn: &mut Connection,
+        segs: impl IntoIterator<Item = Result<(Id, S)>>,
+    ) -> Result<()> {
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         {
             let mut ins_pack = tx
@@ -209,34 +246,47 @@ impl Index {
                 .map_err(|e| self.err(e))?;
             let mut ins_blob = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO blobs(id, pack, kind, flags, offset, stored_len, raw_len,
-                                                 frame_pos, frame_len)
+                    "INSERT INTO temp.staging(id, pack, kind, flags, offset, stored_len, raw_len,
+                                              frame_pos, frame_len)
                      VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .map_err(|e| self.err(e))?;
-            for p in &seg.packs {
-                ins_pack.execute([&p.pack.0[..]]).map_err(|e| self.err(e))?;
-                let n: i64 = get_pack
-                    .query_row([&p.pack.0[..]], |r| r.get(0))
-                    .map_err(|e| self.err(e))?;
-                for e in &p.entries {
-                    ins_blob
-                        .execute(params![
-                            &e.id.0[..],
-                            n,
-                            e.kind as u8,
-                            e.flags,
-                            e.offset as i64,
-                            e.stored_len,
-                            e.raw_len,
-                            e.frame.map_or(0, |f| f.pos),
-                            e.frame.map_or(0, |f| f.raw_len)
-                        ])
-                        .map_err(|e| self.err(e))?;
-                }
-            }
-            tx.execute("INSERT OR IGNORE INTO segments(id) VALUES(?1)", [&id.0[..]])
+            let mut ins_seg = tx
+                .prepare_cached("INSERT OR IGNORE INTO segments(id) VALUES(?1)")
                 .map_err(|e| self.err(e))?;
+            for seg in segs {
+                let (id, seg) = seg?;
+                for p in &seg.borrow().packs {
+                    ins_pack.execute([&p.pack.0[..]]).map_err(|e| self.err(e))?;
+                    let n: i64 = get_pack
+                        .query_row([&p.pack.0[..]], |r| r.get(0))
+                        .map_err(|e| self.err(e))?;
+                    for e in &p.entries {
+                        ins_blob
+                            .execute(params![
+                                &e.id.0[..],
+                                n,
+                                e.kind as u8,
+                                e.flags,
+                                e.offset as i64,
+                                e.stored_len,
+                                e.raw_len,
+                                e.frame.map_or(0, |f| f.pos),
+                                e.frame.map_or(0, |f| f.raw_len)
+                            ])
+                            .map_err(|e| self.err(e))?;
+                    }
+                }
+                ins_seg.execute([&id.0[..]]).map_err(|e| self.err(e))?;
+            }
+            tx.execute(
+                "INSERT OR IGNORE INTO blobs(id, pack, kind, flags, offset, stored_len, raw_len,
+                                             frame_pos, frame_len)
+                 SELECT id, pack, kind, flags, offset, stored_len, raw_len, frame_pos, frame_len
+                 FROM temp.staging ORDER BY id, rowid",
+                [],
+            )
+            .map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))
     }
@@ -357,6 +407,68 @@ fn lookup_with(conn: &Connection, id: &Id) -> rusqlite::Result<Option<Location>>
 mod tests {
     use super::*;
     use crate::format::segment::PackRecord;
+
+    fn one_blob_segment(blob: Id, pack: &[u8], offset: u64) -> Segment {
+        Segment {
+            supersedes: vec![],
+            packs: vec![PackRecord {
+                pack: Id::of(pack),
+                entries: vec![BlobEntry {
+                    id: blob,
+                    kind: BlobKind::Data,
+                    flags: 0,
+                    stored_len: 10,
+                    raw_len: 10,
+                    offset,
+                    frame: None,
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn a_bulk_load_keeps_each_blobs_first_location() {
+        let idx = Index::open(None).unwrap();
+        let (a, b) = (Id::of(b"a"), Id::of(b"b"));
+        idx.add_segment(&Id::of(b"s0"), &one_blob_segment(a, b"p0", 0))
+            .unwrap();
+        // Many blobs in arrival order unlike id order, and duplicates.
+        let mut many: Vec<Result<(Id, Segment)>> = (0..500u32)
+            .map(|i| {
+                let blob = Id::of(&i.to_le_bytes());
+                Ok((Id::of(&[i as u8, 1]), one_blob_segment(blob, b"p1", 7)))
+            })
+            .collect();
+        many.push(Ok((Id::of(b"s1"), one_blob_segment(a, b"p1", 1))));
+        many.push(Ok((Id::of(b"s2"), one_blob_segment(b, b"p2", 2))));
+        many.push(Ok((Id::of(b"s3"), one_blob_segment(b, b"p3", 3))));
+        idx.add_segments(many).unwrap();
+        assert_eq!(idx.lookup(&a).unwrap().unwrap().pack, Id::of(b"p0"));
+        assert_eq!(idx.lookup(&b).unwrap().unwrap().pack, Id::of(b"p2"));
+        assert_eq!(idx.lookup(&b).unwrap().unwrap().entry.offset, 2);
+        for i in 0..500u32 {
+            assert!(idx.contains(&Id::of(&i.to_le_bytes())).unwrap());
+        }
+        assert_eq!(idx.totals(BlobKind::Data).unwrap().count, 502);
+    }
+
+    #[test]
+    fn a_failed_bulk_load_leaves_the_cache_as_it_was() {
+        let idx = Index::open(None).unwrap();
+        let (a, b) = (Id::of(b"a"), Id::of(b"b"));
+        let segs: Vec<Result<(Id, Segment)>> = vec![
+            Ok((Id::of(b"s1"), one_blob_segment(a, b"p1", 0))),
+            Err(Error::MissingBlob(b)),
+        ];
+        assert!(idx.add_segments(segs).is_err());
+        assert!(idx.lookup(&a).unwrap().is_none());
+        assert!(idx.segments().unwrap().is_empty());
+        // The staging table is emptied: the next load sees none of it.
+        idx.add_segment(&Id::of(b"s2"), &one_blob_segment(b, b"p2", 0))
+            .unwrap();
+        assert!(idx.lookup(&a).unwrap().is_none());
+        assert!(idx.lookup(&b).unwrap().is_some());
+    }
 
     #[test]
     fn segments_load_and_lookup() {

@@ -161,39 +161,49 @@ impl Repository {
         let known = self.index.segments()?;
         let dead = self.index.superseded()?;
         let present_set: HashSet<Id> = present.iter().copied().collect();
-        let mut damaged = Vec::new();
         // A segment that a segment we read supersedes is never new: a prune
         // deletes it only after publishing its superseder, so it may well
         // be present while that superseder is known.
-        let new = self.read_segments(
+        let new = self.scan_segments(
             present
                 .iter()
                 .filter(|id| !known.contains(id) && !dead.contains(id)),
-            &mut damaged,
         )?;
-        let superseded: HashSet<Id> = new
-            .iter()
-            .flat_map(|(_, s)| s.supersedes.iter().copied())
-            .collect();
         if known
             .iter()
-            .any(|k| !present_set.contains(k) || superseded.contains(k))
+            .any(|k| !present_set.contains(k) || new.superseded.contains(k))
         {
             // A prune replaced segments we had loaded: start over.
             self.rebuild_index(&present)?;
         } else {
-            self.add_effective(&new)?;
+            let damaged = self.add_effective(new)?;
             self.set_damaged_segments(damaged);
         }
         self.refresh_plans()
     }
 
+    /// Make the cache hold exactly the blobs of `effective`, the segments
+    /// found readable and unsuperseded just now: loaded again from scratch
+    /// if it holds any other segment (one damaged since this cache loaded
+    /// it, say), else brought up to date. A reader that must not trust an
+    /// older cache (`check`) calls this before asking it.
+    pub fn sync_index_with(&self, effective: &HashSet<Id>) -> Result<()> {
+        let cached = self.index.segments()?;
+        if cached.iter().any(|id| !effective.contains(id)) {
+            let present: Vec<Id> = self.list(FileType::Index)?.into_keys().collect();
+            self.rebuild_index(&present)
+        } else if effective.iter().any(|id| !cached.contains(id)) {
+            self.refresh_index()
+        } else {
+            Ok(())
+        }
+    }
+
     /// Load the cache again from the segments `present`, from scratch.
     fn rebuild_index(&self, present: &[Id]) -> Result<()> {
-        let mut damaged = Vec::new();
-        let all = self.read_segments(present.iter(), &mut damaged)?;
+        let all = self.scan_segments(present.iter())?;
         self.index.clear()?;
-        self.add_effective(&all)?;
+        let damaged = self.add_effective(all)?;
         self.set_damaged_segments(damaged);
         Ok(())
     }
@@ -223,36 +233,50 @@ impl Repository {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Read segments; damaged ones are noted and skipped, so one bad segment
-    /// costs the packs only it lists (until `repair index`), not the repository.
-    fn read_segments<'a>(
-        &self,
-        ids: impl Iterator<Item = &'a Id>,
-        damaged: &mut Vec<Damaged>,
-    ) -> Result<Vec<(Id, Segment)>> {
-        let mut out = Vec::new();
+    /// Read segments to learn what they supersede, keeping the first of
+    /// them in memory up to [`SCAN_KEEP_ENTRIES`] entries: the others are
+    /// read again when loaded, so memory stays bounded however large the
+    /// index (a new host reads all of it). Damaged ones are noted and
+    /// skipped, so one bad segment costs the packs only it lists (until
+    /// `repair index`), not the repository.
+    fn scan_segments<'a>(&self, ids: impl Iterator<Item = &'a Id>) -> Result<ScannedSegments> {
+        let mut out = ScannedSegments::default();
+        let mut kept_entries = 0;
         for id in ids {
             match self.read_segment(id) {
-                Ok(seg) => out.push((*id, seg)),
-                Err(Error::Corrupt { reason, .. }) => damaged.push(Damaged { id: *id, reason }),
+                Ok(seg) => {
+                    out.superseded.extend(seg.supersedes.iter().copied());
+                    out.order.push(*id);
+                    let entries: usize = seg.packs.iter().map(|p| p.entries.len()).sum();
+                    if kept_entries + entries <= SCAN_KEEP_ENTRIES {
+                        kept_entries += entries;
+                        out.kept.insert(*id, seg);
+                    }
+                }
+                Err(Error::Corrupt { reason, .. }) => out.damaged.push(Damaged { id: *id, reason }),
                 Err(e) => return Err(e),
             }
         }
         Ok(out)
     }
 
-    /// Add the segments no other of `segs` supersedes, after recording
-    /// every segment any of them supersedes.
-    fn add_effective(&self, segs: &[(Id, Segment)]) -> Result<()> {
-        let superseded: HashSet<Id> = segs
+    /// Add the scanned segments no other of them supersedes, after
+    /// recording every segment any of them supersedes; returns those found
+    /// damaged.
+    fn add_effective(&self, mut scanned: ScannedSegments) -> Result<Vec<Damaged>> {
+        self.index.add_superseded(&scanned.superseded)?;
+        let superseded = &scanned.superseded;
+        let kept = &mut scanned.kept;
+        let effective = scanned
+            .order
             .iter()
-            .flat_map(|(_, s)| s.supersedes.iter().copied())
-            .collect();
-        self.index.add_superseded(&superseded)?;
-        for (id, seg) in segs.iter().filter(|(id, _)| !superseded.contains(id)) {
-            self.index.add_segment(id, seg)?;
-        }
-        Ok(())
+            .filter(|id| !superseded.contains(id))
+            .map(|id| match kept.remove(id) {
+                Some(seg) => Ok((*id, seg)),
+                None => self.read_segment(id).map(|seg| (*id, seg)),
+            });
+        self.index.add_segments(effective)?;
+        Ok(scanned.damaged)
     }
 
     /// Prune plans the last refresh could not read (damaged): which packs
@@ -556,6 +580,31 @@ impl Repository {
         })
     }
 
+    /// The segments no other present segment supersedes, and those that
+    /// are damaged, reading one segment at a time: unlike
+    /// [`Repository::index_segments`], memory does not grow with the index.
+    /// A segment deleted after the listing is left out (a newer one
+    /// supersedes it).
+    /// Each comes with the packs it lists.
+    pub fn effective_segment_ids(&self) -> Result<(Vec<SegmentPacks>, Vec<Damaged>)> {
+        let mut readable = Vec::new();
+        let mut superseded = HashSet::new();
+        let mut damaged = Vec::new();
+        for id in self.list(FileType::Index)?.into_keys() {
+            match self.read_segment(&id) {
+                Err(e) if e.is_not_found() => continue,
+                Err(Error::Corrupt { reason, .. }) => damaged.push(Damaged { id, reason }),
+                other => {
+                    let seg = other?;
+                    superseded.extend(seg.supersedes);
+                    readable.push((id, seg.packs.iter().map(|p| p.pack).collect()));
+                }
+            }
+        }
+        readable.retain(|(id, _)| !superseded.contains(id));
+        Ok((readable, damaged))
+    }
+
     /// Delete `roots` and every present segment they supersede, directly or
     /// not, each only after what it supersedes: a superseded segment must
     /// never outlive its superseder, or it would count again (and name
@@ -621,6 +670,27 @@ impl Repository {
         }
         Ok(node)
     }
+}
+
+/// A segment's id and the packs it lists.
+pub type SegmentPacks = (Id, Vec<Id>);
+
+/// Segment entries a refresh holds in memory between reading what segments
+/// supersede and loading them (about 64 bytes each); beyond, segments are
+/// read twice.
+const SCAN_KEEP_ENTRIES: usize = 256 * 1024;
+
+/// Segments read by [`Repository::scan_segments`].
+#[derive(Default)]
+struct ScannedSegments {
+    /// The readable ones, in the order read.
+    order: Vec<Id>,
+    /// Those kept in memory.
+    kept: HashMap<Id, Segment>,
+    /// Every id any of them supersedes.
+    superseded: HashSet<Id>,
+    /// Those that failed verification.
+    damaged: Vec<Damaged>,
 }
 
 /// The index segments of a repository (see [`Repository::index_segments`]).
