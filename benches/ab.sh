@@ -30,14 +30,7 @@ mkdir -p "$WORK"
 RESULTS=$WORK/results.csv
 echo "bin,run,step,wall_s,cpu_s,rss_kib" > "$RESULTS"
 
-timed() { # timed BIN RUN STEP CMD...
-  local bin=$1 run=$2 step=$3
-  shift 3
-  /usr/bin/time -f "%e %U %S %M" -o "$WORK/time" "$@" > "$WORK/out" 2>&1 ||
-    { cat "$WORK/out" >&2; echo "$bin $step failed" >&2; exit 1; }
-  read -r wall user sys rss < "$WORK/time"
-  echo "$bin,$run,$step,$wall,$(echo "$user + $sys" | bc),$rss" >> "$RESULTS"
-}
+. "$(dirname "$0")/timed.sh"
 
 init_plain() { # older binaries have no encryption and no such flag
   "$1" init --repo "$2" --insecure-no-encryption > /dev/null 2>&1 ||
@@ -73,6 +66,7 @@ print(f"{'step':9} {'A wall':>7} {'B wall':>7} {'B/A':>6}   {'A cpu':>7} {'B cpu
 for step in ("backup1", "nochange", "restore"):
     a = [med("A", step, c) for c in ("wall_s", "cpu_s", "rss_kib")]
     b = [med("B", step, c) for c in ("wall_s", "cpu_s", "rss_kib")]
-    print(f"{step:9} {a[0]:7.2f} {b[0]:7.2f} {b[0]/a[0]:6.2f}   {a[1]:7.2f} {b[1]:7.2f} {b[1]/a[1]:6.2f}   "
+    ratio = lambda x, y: f"{x / y:6.2f}" if y else "     -"
+    print(f"{step:9} {a[0]:7.2f} {b[0]:7.2f} {ratio(b[0], a[0])}   {a[1]:7.2f} {b[1]:7.2f} {ratio(b[1], a[1])}   "
           f"{a[2]/1024:6.1f} {b[2]/1024:6.1f}")
 EOF

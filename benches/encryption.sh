@@ -31,15 +31,7 @@ chmod 600 "$WORK/key"
 RESULTS=$WORK/results.csv
 echo "mode,run,step,wall_s,cpu_s,rss_kib" > "$RESULTS"
 
-# timed MODE RUN STEP CMD...: run CMD under /usr/bin/time, append one row
-timed() {
-  local mode=$1 run=$2 step=$3
-  shift 3
-  /usr/bin/time -f "%e %U %S %M" -o "$WORK/time" "$@" > "$WORK/out" 2>&1 ||
-    { cat "$WORK/out" >&2; echo "$mode $step failed" >&2; exit 1; }
-  read -r wall user sys rss < "$WORK/time"
-  echo "$mode,$run,$step,$wall,$(echo "$user + $sys" | bc),$rss" >> "$RESULTS"
-}
+. "$(dirname "$0")/timed.sh"
 
 # run_mode MODE RUN: a fresh repository of MODE, backup1 and a verified restore
 run_mode() {

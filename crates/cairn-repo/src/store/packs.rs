@@ -92,14 +92,7 @@ impl Repository {
                 pack: *pack,
                 entry: *e,
             };
-            // Every member of a frame arrives with the whole frame's stored
-            // bytes: only the first one decodes them, the others are cut
-            // from the decoded frame the first one cached.
-            let raw = stored.and_then(|s| match self.cached_member(&loc) {
-                Some(member) => member,
-                None => self.decode_stored(&loc, s.to_vec()),
-            });
-            each(e, raw)
+            each(e, stored.and_then(|s| self.decode_lent(&loc, s)))
         })
     }
 
@@ -117,6 +110,16 @@ impl Repository {
         let raw = member_of(self.codec(), loc, &frame)?;
         self.frames.put(&loc.pack, loc.entry.offset, frame);
         Ok(raw)
+    }
+
+    /// As [`Repository::decode_stored`], for bytes a range read lends.
+    /// Every member of a frame arrives with the whole frame's stored bytes:
+    /// they are copied and decoded only when the frame is not cached yet.
+    fn decode_lent(&self, loc: &Location, stored: &[u8]) -> Result<Vec<u8>> {
+        match self.cached_member(loc) {
+            Some(member) => member,
+            None => self.decode_stored(loc, stored.to_vec()),
+        }
     }
 
     /// A frame member from the cache of decoded frames, if its frame is
@@ -147,10 +150,7 @@ impl Repository {
             };
             let verified = stored.and_then(|s| {
                 if e.frame.is_some() {
-                    return match self.cached_member(&loc) {
-                        Some(member) => member,
-                        None => self.decode_stored(&loc, s.to_vec()),
-                    };
+                    return self.decode_lent(&loc, s);
                 }
                 let opened = open_blob(self.codec(), &loc, s.to_vec())?;
                 decode_opened(self.codec(), &limits, &loc, opened.clone()).map(|_| opened)
