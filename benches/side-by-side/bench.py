@@ -167,6 +167,16 @@ class Tool:
     def run(self, step, args, cwd=None):
         return timed(args, os.path.join(self.dir, step + ".log"), cwd=cwd, env=self.env)
 
+    # cairn and restic share these command lines; borg has its own.
+    def base(self):
+        return [self.exe, "--repo", self.repo, "--cache-dir", self.cache, "--quiet"]
+
+    def init(self):
+        return self.run("init", self.base() + ["init"])
+
+    def backup(self, n, vol):
+        return self.run(f"backup{n}", self.base() + ["backup", vol])
+
 
 class Cairn(Tool):
     def __init__(self, exe, work):
@@ -178,15 +188,6 @@ class Cairn(Tool):
 
     def settings(self):
         return "defaults (format 3: chunks 8K/32K/128K, zstd:3 in 256 KiB frames), encrypted"
-
-    def base(self):
-        return [self.exe, "--repo", self.repo, "--cache-dir", self.cache, "--quiet"]
-
-    def init(self):
-        return self.run("init", self.base() + ["init"])
-
-    def backup(self, n, vol):
-        return self.run(f"backup{n}", self.base() + ["backup", vol])
 
     def restore(self, step, target, vol, rel=None):
         snap = f"latest:{rel}" if rel else "latest"
@@ -205,15 +206,6 @@ class Restic(Tool):
 
     def settings(self):
         return "defaults (repository version 2, compression auto), encrypted"
-
-    def base(self):
-        return [self.exe, "--repo", self.repo, "--cache-dir", self.cache, "--quiet"]
-
-    def init(self):
-        return self.run("init", self.base() + ["init"])
-
-    def backup(self, n, vol):
-        return self.run(f"backup{n}", self.base() + ["backup", vol])
 
     def restore(self, step, target, vol, rel=None):
         extra = ["--include", os.path.join(vol, rel)] if rel else []
