@@ -1,6 +1,7 @@
 //! The exit codes of README.md's table, each from a real scenario: 0, 1, 3
 //! (a partial backup), 10 (no repository), 12 (wrong password), 130
-//! (SIGINT or SIGTERM, which also cleans up), and a closed stdout pipe
+//! (SIGINT or SIGTERM during backup, restore, check, copy and prune, which
+//! also cleans up), and a closed stdout pipe
 //! that ends quietly.
 
 mod common;
@@ -228,6 +229,105 @@ fn sigterm_during_restore_is_130_and_leaves_nothing_behind() {
     env.backup(&src, &[]);
     env.restore("latest", &target, &[]);
     assert_trees_equal(&src, &target);
+}
+
+/// `cairn --repo DIR ARGS...` in `env`, unlocked by the password file `pw`.
+fn cmd_in(env: &Env, repo: &Path, pw: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(cairn_bin());
+    env.isolate(&mut c);
+    c.arg("--repo")
+        .arg(repo)
+        .arg("--cache-dir")
+        .arg(env.path("cache-other"))
+        .arg("--password-file")
+        .arg(pw)
+        .args(args);
+    c
+}
+
+#[test]
+fn sigterm_during_check_is_130_and_the_next_check_is_clean() {
+    let env = Env::new();
+    let src = env.path("src");
+    big_tree(&src);
+    env.backup(&src, &[]);
+    let child = start_and_wait_for_status(&env, &["check", "--read-data"]);
+    signal(&child, libc::SIGTERM);
+    let (status, err) = wait_with_deadline(child, "interrupted check");
+    assert_interrupted(status, &err, "check interrupted by SIGTERM");
+    assert_eq!(leftovers(&env.repo), Vec::<String>::new());
+    env.ok(["check", "--read-data"]);
+}
+
+#[test]
+fn sigterm_during_copy_is_130_and_a_second_copy_completes_it() {
+    let env = Env::new();
+    let src = env.path("src");
+    big_tree(&src);
+    env.backup(&src, &[]);
+    let pw = env.path("pw");
+    write(&pw, "copy destination\n");
+    let dst = env.path("dst");
+    assert_exit(&run_cmd(cmd_in(&env, &dst, &pw, &["init"])), 0, "init");
+    let to = ["copy", "--to", s(&dst), "--to-password-file", s(&pw)];
+    let child = start_and_wait_for_status(&env, &to);
+    signal(&child, libc::SIGTERM);
+    let (status, err) = wait_with_deadline(child, "interrupted copy");
+    assert_interrupted(status, &err, "copy interrupted by SIGTERM");
+    assert_eq!(leftovers(&dst), Vec::<String>::new());
+    assert_eq!(leftovers(&env.repo), Vec::<String>::new());
+    let listed = run_cmd(cmd_in(&env, &dst, &pw, &["--json", "snapshots"]));
+    let snaps: Value = parse_json(&listed);
+    assert_eq!(
+        snaps["snapshots"].as_array().map(Vec::len),
+        Some(0),
+        "{snaps}"
+    );
+    // The second copy finishes the job; the copy restores exactly.
+    env.ok(to);
+    let target = env.path("target");
+    let restored = run_cmd(cmd_in(
+        &env,
+        &dst,
+        &pw,
+        &["restore", "latest", "--target", s(&target)],
+    ));
+    assert_exit(&restored, 0, "restore of the copy");
+    assert_trees_equal(&src, &target);
+    let checked = run_cmd(cmd_in(&env, &dst, &pw, &["check", "--read-data"]));
+    assert_exit(&checked, 0, "check of the copy");
+}
+
+#[test]
+fn sigterm_during_prune_is_130_and_loses_nothing() {
+    let env = Env::new();
+    let src = env.path("src");
+    for i in 0..48u64 {
+        write(
+            &src.join(format!("f{i:03}.bin")),
+            random_bytes(100 + i, 1 << 20),
+        );
+    }
+    env.backup(&src, &[]);
+    // Half of every pack becomes unused: prune has packs to repack.
+    for i in (0..48u64).step_by(2) {
+        fs::remove_file(src.join(format!("f{i:03}.bin"))).unwrap();
+    }
+    env.backup(&src, &[]);
+    env.ok(["forget", "--keep-last", "1"]);
+    let child = start_and_wait_for_status(&env, &["prune", "--max-unused", "0"]);
+    signal(&child, libc::SIGTERM);
+    let (status, err) = wait_with_deadline(child, "interrupted prune");
+    assert_interrupted(status, &err, "prune interrupted by SIGTERM");
+    assert_eq!(leftovers(&env.repo), Vec::<String>::new());
+    let target = env.path("target");
+    env.restore("latest", &target, &[]);
+    assert_trees_equal(&src, &target);
+    env.ok(["prune", "--max-unused", "0"]);
+    env.ok(["check", "--read-data"]);
+    let again = env.path("again");
+    env.restore("latest", &again, &[]);
+    assert_trees_equal(&src, &again);
 }
 
 // ---------------------------------------------------------------------------

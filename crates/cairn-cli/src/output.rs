@@ -272,6 +272,9 @@ impl cairn_repo::ops::progress::WorkProgress for Progress {
             *st.current.lock().unwrap_or_else(|p| p.into_inner()) = what.to_string();
         }
     }
+    fn cancelled(&self) -> bool {
+        crate::signals::interrupted()
+    }
 }
 
 /// Bytes in binary units, as humans read them (as the charts label them).

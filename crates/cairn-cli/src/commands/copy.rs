@@ -25,6 +25,7 @@ pub fn copy(cli: &Cli, out: &Out, args: &CopyArgs) -> Result<u8> {
         &keys,
     )?;
     let chosen = copy::select(&src, &args.snapshots, &args.filter.filter())?;
+    crate::signals::install();
     let progress = out.bar(None, "copy");
     let r = copy::copy_with(&src, &dst, &chosen, &progress);
     progress.finish();

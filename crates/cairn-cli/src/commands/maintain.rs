@@ -36,6 +36,7 @@ pub fn prune(cli: &Cli, out: &Out, args: &PruneArgs) -> Result<u8> {
 
 /// Prune and print the report (shared with `forget --prune`).
 pub fn prune_and_report(repo: &Repository, out: &Out, opts: &PruneOptions) -> Result<u8> {
+    crate::signals::install();
     let progress = out.bar(None, "prune");
     let r = run_prune(repo, opts, &progress);
     progress.finish();
@@ -91,6 +92,7 @@ pub fn check(cli: &Cli, out: &Out, args: &CheckArgs) -> Result<u8> {
         (None, true) => 100.0,
         (None, false) => 0.0,
     };
+    crate::signals::install();
     let progress = out.bar(None, "check");
     let r = run_check(
         &repo,

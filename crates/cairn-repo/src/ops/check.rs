@@ -14,7 +14,7 @@ use crate::format::layout::FileType;
 use crate::format::pack::{split_pack, BlobEntry};
 use crate::format::segment::PackRecord;
 use crate::format::tree::NodeKind;
-use crate::ops::progress::{NoProgress, WorkProgress};
+use crate::ops::progress::{stop_if_cancelled, NoProgress, WorkProgress};
 use crate::store::index::Location;
 use crate::store::lock::future_locks;
 use crate::store::plans;
@@ -255,6 +255,7 @@ pub fn check_with(
             other => other?,
         };
         for p in &seg.packs {
+            stop_if_cancelled(progress)?;
             let first = seen.insert(p.pack);
             let read = chosen.contains(&p.pack);
             check_pack(
@@ -553,6 +554,7 @@ fn walk_snapshots(
     let snapshots = repo.snapshots()?;
     progress.expect(snapshots.len() as u64, 0);
     for (snap_id, snap) in snapshots {
+        stop_if_cancelled(progress)?;
         report.snapshots += 1;
         progress.working_on(&format!("snapshot {}", snap_id.to_hex()));
         progress.advance(1, 0);

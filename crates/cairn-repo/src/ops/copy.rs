@@ -19,7 +19,7 @@ use crate::format::pack::{BlobEntry, BlobKind};
 use crate::format::segment::Segment;
 use crate::format::tree::{Node, NodeKind};
 use crate::ops::backup::hostname;
-use crate::ops::progress::{NoProgress, WorkProgress};
+use crate::ops::progress::{stop_if_cancelled, NoProgress, WorkProgress};
 use crate::store::packer::{Packer, Uploader};
 use crate::{Repository, Result, Snapshot};
 
@@ -87,6 +87,7 @@ pub fn copy_with(
     let mut pending = Vec::new();
     let walked = (|| -> Result<()> {
         for (id, snap) in snapshots {
+            stop_if_cancelled(copier.progress)?;
             copier
                 .progress
                 .working_on(&format!("snapshot {}", id.to_hex()));
@@ -108,15 +109,16 @@ pub fn copy_with(
         copier.trees.flush()
     })();
     drop(copier);
-    let packs = uploader.finish();
-    walked?;
-    let packs = packs?;
+    // Packs finished before an interruption or failure are indexed too: a
+    // second copy then sends only what is still missing.
+    let packs = uploader.finish()?;
     if !packs.is_empty() {
         dst.write_segment(Segment {
             supersedes: Vec::new(),
             packs,
         })?;
     }
+    walked?;
     for (id, mut snap, tree) in pending {
         snap.tree = tree;
         let new = dst.save_snapshot(&snap)?;
@@ -164,6 +166,7 @@ impl Copier<'_> {
     }
 
     fn node(&mut self, node: &mut Node) -> Result<()> {
+        stop_if_cancelled(self.progress)?;
         if let (NodeKind::Dir, Some(sub)) = (node.kind, node.subtree) {
             node.subtree = Some(self.tree(&sub)?);
         }
@@ -227,6 +230,7 @@ impl Copier<'_> {
             .expect(0, queued.values().map(|e| raw(e)).sum());
         let mut failed = None;
         for (pack, entries) in &queued {
+            stop_if_cancelled(self.progress)?;
             self.progress.working_on(&format!("pack {}", pack.to_hex()));
             self.src.read_stored_blobs(pack, entries, |e, stored| {
                 let added =

@@ -13,6 +13,19 @@ pub trait WorkProgress: Sync {
     fn advance(&self, _items: u64, _bytes: u64) {}
     /// What is being worked on now (a pack or snapshot id).
     fn working_on(&self, _what: &str) {}
+    /// Whether the user asked to stop (Ctrl-C, SIGTERM): the operation then
+    /// ends at its next safe point with `Error::Interrupted`.
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// `Error::Interrupted` once the user asked to stop.
+pub(crate) fn stop_if_cancelled(progress: &dyn WorkProgress) -> crate::Result<()> {
+    if progress.cancelled() {
+        return Err(crate::Error::Interrupted);
+    }
+    Ok(())
 }
 
 /// Progress nobody watches.

@@ -30,7 +30,7 @@ use crate::format::layout::{self, FileType};
 use crate::format::pack::{BlobEntry, BlobKind};
 use crate::format::plan::Plan;
 use crate::format::segment::{PackRecord, Segment};
-use crate::ops::progress::{NoProgress, WorkProgress};
+use crate::ops::progress::{stop_if_cancelled, NoProgress, WorkProgress};
 use crate::ops::walk::{referenced, Referenced};
 use crate::store::lock::{live_runs, PruneLock};
 use crate::store::packer::{clean_spool, Uploader};
@@ -287,7 +287,9 @@ pub fn prune_with(
         // from a backup that died.
         carried.spool_files_removed = clean_spool(&**repo.backend(), SPOOL_STALE);
     }
+    stop_if_cancelled(progress)?;
     let used = used_blobs(repo)?;
+    stop_if_cancelled(progress)?;
     let segments = undamaged_segments(repo)?.effective;
     let seg_ids: Vec<Id> = segments.iter().map(|(id, _)| *id).collect();
     let indexed = segments.into_iter().flat_map(|(_, s)| s.packs).collect();
@@ -370,6 +372,9 @@ fn copy_blobs(
             .framed(repo.config());
         let trees = uploader.packer(BlobKind::Tree, target);
         for pack in packs {
+            // Packs written so far are in no index yet: a later prune
+            // deletes them as unused.
+            stop_if_cancelled(progress)?;
             progress.working_on(&format!("pack {}", pack.pack.to_hex()));
             let mut failed = None;
             repo.read_stored_blobs(&pack.pack, &pack.entries, |e, stored| {
