@@ -4,6 +4,7 @@
 usage: benches/side-by-side/bench.py [--dataset volume|smallfiles] [--scale S]
            [--files N] [--data DIR] [--seed N] [--runs N]
            [--tools "cairn restic borg"] [--work DIR] [--cairn PATH] [--smoke] [--keep]
+           [--restore-fs same|fresh]
 
 Every run starts from fresh repositories (all encrypted with a password) and
 times, for each tool in turn, under /usr/bin/time -v (wall, user, sys, peak
@@ -20,9 +21,14 @@ Writes WORK/results.json (every measurement, the medians over the runs and
 each tool's ratio to cairn), WORK/results.svg (a chart of the medians) and
 prints a table. A tool that is not installed is skipped with a message.
 --smoke: scale 0.01 and one run, for a check in seconds.
+--restore-fs fresh: every full restore goes into a new ext4 file system on a
+loop device (root only), so neither tool pays for what earlier runs did to the
+work directory's file system (docs/PERFORMANCE.md: creating files on an ext4
+after many mass deletes took ~120 us a file against a few on a new one).
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -333,7 +339,27 @@ class Dataset:
 # A run
 # ---------------------------------------------------------------------------
 
-def one_run(run, tools, data, work, results):
+@contextlib.contextmanager
+def restore_fs(kind, mountpoint, size):
+    """A directory to restore under: `mountpoint` itself (same), or a new
+    ext4 of `size` bytes mounted there for the duration (fresh)."""
+    os.makedirs(mountpoint, exist_ok=True)
+    if kind == "same":
+        yield mountpoint
+        return
+    img = mountpoint + ".img"
+    with open(img, "wb") as f:
+        f.truncate(size)
+    subprocess.run(["mkfs.ext4", "-q", "-F", img], check=True)
+    subprocess.run(["mount", "-o", "loop", img, mountpoint], check=True)
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", mountpoint], check=True)
+        os.remove(img)
+
+
+def one_run(run, tools, data, work, results, fs_kind="same"):
     vol = os.path.join(work, "vol")
     for t in tools:
         shutil.rmtree(t.dir, ignore_errors=True)
@@ -369,12 +395,15 @@ def one_run(run, tools, data, work, results):
 
     source = manifest(vol)
     small, large = data.one_file(vol)
+    fs_size = 2 * tree_bytes(vol) + (1 << 30)
     for t in tools:
-        target = os.path.join(t.dir, "restore")
-        m, where = t.restore("restore", target, vol)
-        record(t, "restore", m)
-        entries = verify_tree(t.name, "restore", source, where)
-        shutil.rmtree(target)
+        with restore_fs(fs_kind, os.path.join(t.dir, "fs"), fs_size) as under:
+            # A subdirectory: a new file system's lost+found is not restored.
+            target = os.path.join(under, "restore")
+            m, where = t.restore("restore", target, vol)
+            record(t, "restore", m)
+            entries = verify_tree(t.name, "restore", source, where)
+            shutil.rmtree(target)
         for step, rel in (("restore1", small), ("restoredb", large)):
             if rel is None:
                 continue
@@ -484,6 +513,8 @@ def main(argv=None):
     ap.add_argument("--cairn", default=os.environ.get("CAIRN_BIN")
                     or os.path.join(ROOT, "target/release/cairn"))
     ap.add_argument("--smoke", action="store_true", help="scale 0.01, one run")
+    ap.add_argument("--restore-fs", choices=("same", "fresh"), default="same",
+                    help="fresh: each full restore into a new loop-mounted ext4 (root only)")
     ap.add_argument("--keep", action="store_true", help="keep the repositories of the last run")
     ap.add_argument("--report", metavar="RESULTS_JSON",
                     help="only summarize an earlier run's results.json again (table, medians, chart)")
@@ -492,6 +523,8 @@ def main(argv=None):
         return report(a.report)
     if a.smoke:
         a.scale, a.runs = 0.01, 1
+    if a.restore_fs == "fresh" and (os.geteuid() != 0 or not shutil.which("mkfs.ext4")):
+        die("--restore-fs fresh needs root and mkfs.ext4 (loop mounts)")
     names = a.tools.split()
     if not names or any(n not in ALL_TOOLS for n in names):
         die(f"--tools takes names among {' '.join(ALL_TOOLS)}")
@@ -511,13 +544,13 @@ def main(argv=None):
                     "loadavg_start": os.getloadavg()},
         "dataset": dict(data.describe(), bytes=tree_bytes(data.base)),
         "tools": {t.name: {"version": t.version(), "settings": t.settings()} for t in tools},
-        "runs": a.runs, "measurements": [], "sizes": [], "verified": [], "load": [],
+        "runs": a.runs, "restore_fs": a.restore_fs, "measurements": [], "sizes": [], "verified": [], "load": [],
         "logical": [],
     }
     print(f"{data.key}: {results['dataset']['bytes'] / 1e6:.1f} MB; "
           f"tools: {', '.join(t.name for t in tools)}; load {os.getloadavg()[0]:.1f}")
     for run in range(1, a.runs + 1):
-        one_run(run, tools, data, os.path.join(work, "run"), results)
+        one_run(run, tools, data, os.path.join(work, "run"), results, a.restore_fs)
     if not a.keep:
         shutil.rmtree(os.path.join(work, "run"))
     results["machine"]["loadavg_end"] = os.getloadavg()
