@@ -25,6 +25,7 @@ use crate::store::keys::{read_config, KeySource, NoKeys};
 use crate::store::lock::BackupLock;
 use crate::store::objcache::ObjectCache;
 use crate::store::packs::decode_blob;
+use crate::store::snapcache::SnapshotCache;
 use crate::{Backend, Error, Result};
 
 /// An object that exists but cannot be used (fails verification or
@@ -56,6 +57,8 @@ pub struct Repository {
     index: Index,
     /// Local copies of snapshots and trees, for remote backends.
     objects: ObjectCache,
+    /// Every snapshot read before, in one local file.
+    snapcache: SnapshotCache,
     /// Index segments found damaged by the last refresh (skipped).
     damaged_segments: std::sync::Mutex<Vec<Damaged>>,
     /// Prune plans found damaged by the last refresh.
@@ -92,6 +95,11 @@ impl Repository {
     ) -> Result<Repository> {
         let opened = read_config(&*backend, keys)?;
         let index = open_cache(cache_root, &opened.config.id);
+        let snapcache = SnapshotCache::new(cache_root.map(|r| {
+            r.join("cairn")
+                .join(opened.config.id.to_hex())
+                .join("snapshots.cache")
+        }));
         let objects = ObjectCache::new(cache_root.filter(|_| backend.remote()).map(|r| {
             r.join("cairn")
                 .join(opened.config.id.to_hex())
@@ -104,6 +112,7 @@ impl Repository {
             slot: opened.slot,
             index,
             objects,
+            snapcache,
             damaged_segments: Default::default(),
             damaged_plans: Default::default(),
             plans_pending: Default::default(),
@@ -411,22 +420,89 @@ impl Repository {
 
     /// All snapshots, oldest first, and the snapshot objects that cannot be
     /// read. A damaged snapshot costs itself only: listings, backups and
-    /// restores of the others go on.
+    /// restores of the others go on. The listing of `snapshots/` says which
+    /// exist; those read before come from the local snapshot cache
+    /// (store/snapcache.rs), checked as if read from the repository, and
+    /// only the others are read. A copy stays good if the repository's
+    /// object is damaged later: [`Repository::snapshot_list_uncached`]
+    /// is for those that judge the repository.
     pub fn snapshot_list(&self) -> Result<SnapshotList> {
+        let present = self.list(FileType::Snapshot)?;
+        let mut cached = self.snapcache.load();
         let mut list = SnapshotList::default();
+        let mut keep: HashMap<Id, Vec<u8>> = HashMap::with_capacity(present.len());
+        let mut missing = Vec::new();
+        for id in present.keys() {
+            let copy = cached.entries.remove(id);
+            match copy.map(|stored| (self.decode_snapshot(id, &stored), stored)) {
+                Some((Ok(snap), stored)) => {
+                    list.snapshots.push((*id, snap));
+                    keep.insert(*id, stored);
+                }
+                // Not cached, or a damaged copy: read from the repository.
+                _ => missing.push(*id),
+            }
+        }
+        let stale = cached.entries;
+        let read = self.read_snapshots(missing, &mut list)?;
+        let added = !read.is_empty();
+        keep.extend(read);
+        if !cached.whole || added || !stale.is_empty() {
+            self.snapcache
+                .store(keep.iter().map(|(id, b)| (id, b.as_slice())));
+        }
+        if cached.whole {
+            for id in stale.keys() {
+                self.objects.remove(&layout::key(FileType::Snapshot, id));
+            }
+        } else {
+            self.forget_cached_snapshots(&present);
+        }
+        sort_snapshots(&mut list.snapshots);
+        Ok(list)
+    }
+
+    /// As [`Repository::snapshot_list`], every snapshot read from the
+    /// repository (or, for a remote one, its local object cache), never
+    /// from the snapshot cache: `check` must see a snapshot object damaged
+    /// since, and `prune` and the repairs refuse to act on one.
+    pub fn snapshot_list_uncached(&self) -> Result<SnapshotList> {
         let present = self.list(FileType::Snapshot)?;
         self.forget_cached_snapshots(&present);
-        for id in present.into_keys() {
-            match self.read_snapshot(&id) {
+        let mut list = SnapshotList::default();
+        self.read_snapshots(present.into_keys().collect(), &mut list)?;
+        sort_snapshots(&mut list.snapshots);
+        Ok(list)
+    }
+
+    /// Read `ids` (in parallel: each is a round trip to a remote backend)
+    /// into `list`, the damaged ones into its `damaged`; returns the stored
+    /// bytes of those read. One forgotten meanwhile is left out.
+    fn read_snapshots(&self, ids: Vec<Id>, list: &mut SnapshotList) -> Result<Vec<(Id, Vec<u8>)>> {
+        use rayon::prelude::*;
+        let results: Vec<(Id, Result<(Vec<u8>, Snapshot)>)> = ids
+            .into_par_iter()
+            .map(|id| {
+                let read = self
+                    .read_snapshot_bytes(&id)
+                    .and_then(|b| Ok((self.decode_snapshot(&id, &b)?, b)))
+                    .map(|(snap, b)| (b, snap));
+                (id, read)
+            })
+            .collect();
+        let mut stored = Vec::new();
+        for (id, read) in results {
+            match read {
                 Err(Error::Backend(BackendError::NotFound { .. })) => continue, // forgotten meanwhile
-                Ok(snap) => list.snapshots.push((id, snap)),
+                Ok((bytes, snap)) => {
+                    list.snapshots.push((id, snap));
+                    stored.push((id, bytes));
+                }
                 Err(Error::Corrupt { reason, .. }) => list.damaged.push(Damaged { id, reason }),
                 Err(e) => return Err(e),
             }
         }
-        list.snapshots
-            .sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));
-        Ok(list)
+        Ok(stored)
     }
 
     /// The local copies of snapshots and trees (none for local repositories).
@@ -471,17 +547,39 @@ impl Repository {
     /// Read, verify and parse one snapshot object.
     pub fn read_snapshot(&self, id: &Id) -> Result<Snapshot> {
         let bytes = self.read_snapshot_bytes(id)?;
+        self.decode_snapshot(id, &bytes)
+    }
+
+    /// Verify and parse a snapshot's stored bytes, wherever they were kept.
+    fn decode_snapshot(&self, id: &Id, stored: &[u8]) -> Result<Snapshot> {
+        if Id::of(stored) != *id {
+            return Err(Error::corrupt(
+                "snapshot",
+                id,
+                "content does not match its id",
+            ));
+        }
         let plain = self
             .codec
-            .open(Domain::Snapshot, None, bytes)
+            .open(Domain::Snapshot, None, stored.to_vec())
             .map_err(|e| Error::corrupt("snapshot", id, e))?;
         Snapshot::parse(id, &plain)
     }
 
-    /// Resolve `latest`, a full id or a unique prefix.
+    /// Resolve `latest`, a full id or a unique prefix. Only `latest` needs
+    /// every snapshot (their times and the filter's fields); an id is
+    /// found in the listing and only its snapshot is read.
     pub fn find_snapshot(&self, spec: &str, filter: &Filter) -> Result<(Id, Snapshot)> {
-        let all = self.snapshots()?;
-        snapshot::select(&all, spec, filter).cloned()
+        if spec == "latest" {
+            let all = self.snapshots()?;
+            return snapshot::select(&all, spec, filter).cloned();
+        }
+        let ids = self.snapshot_ids()?;
+        let id = *snapshot::by_id(&ids, spec, |id| id)?;
+        match self.read_snapshot(&id) {
+            Err(e) if e.is_not_found() => Err(Error::NoSnapshot(spec.to_string())),
+            other => Ok((id, other?)),
+        }
     }
 
     /// Store a snapshot; it is visible once this returns.
@@ -701,6 +799,12 @@ pub struct IndexSegments {
     pub supersedes: HashMap<Id, Vec<Id>>,
     /// Segments that failed verification (skipped).
     pub damaged: Vec<Damaged>,
+}
+
+/// Oldest first; the time string is parsed once per snapshot, not per
+/// comparison.
+fn sort_snapshots(list: &mut [(Id, Snapshot)]) {
+    list.sort_by_cached_key(|(id, s)| (s.timestamp(), *id));
 }
 
 /// Refuse a location that holds anything.
