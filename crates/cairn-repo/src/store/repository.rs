@@ -166,7 +166,7 @@ impl Repository {
     }
 
     fn try_refresh_index(&self) -> Result<()> {
-        let present: Vec<Id> = self.list(FileType::Index)?.into_keys().collect();
+        let present: Vec<Id> = self.list_ids(FileType::Index)?;
         let known = self.index.segments()?;
         let dead = self.index.superseded()?;
         let present_set: HashSet<Id> = present.iter().copied().collect();
@@ -199,7 +199,7 @@ impl Repository {
     pub fn sync_index_with(&self, effective: &HashSet<Id>) -> Result<()> {
         let cached = self.index.segments()?;
         if cached.iter().any(|id| !effective.contains(id)) {
-            let present: Vec<Id> = self.list(FileType::Index)?.into_keys().collect();
+            let present: Vec<Id> = self.list_ids(FileType::Index)?;
             self.rebuild_index(&present)
         } else if effective.iter().any(|id| !cached.contains(id)) {
             self.refresh_index()
@@ -427,12 +427,12 @@ impl Repository {
     /// object is damaged later: [`Repository::snapshot_list_uncached`]
     /// is for those that judge the repository.
     pub fn snapshot_list(&self) -> Result<SnapshotList> {
-        let present = self.list(FileType::Snapshot)?;
+        let present: HashSet<Id> = self.list_ids(FileType::Snapshot)?.into_iter().collect();
         let mut cached = self.snapcache.load();
         let mut list = SnapshotList::default();
         let mut keep: HashMap<Id, Vec<u8>> = HashMap::with_capacity(present.len());
         let mut missing = Vec::new();
-        for id in present.keys() {
+        for id in &present {
             let copy = cached.entries.remove(id);
             match copy.map(|stored| (self.decode_snapshot(id, &stored), stored)) {
                 Some((Ok(snap), stored)) => {
@@ -467,10 +467,10 @@ impl Repository {
     /// from the snapshot cache: `check` must see a snapshot object damaged
     /// since, and `prune` and the repairs refuse to act on one.
     pub fn snapshot_list_uncached(&self) -> Result<SnapshotList> {
-        let present = self.list(FileType::Snapshot)?;
+        let present: HashSet<Id> = self.list_ids(FileType::Snapshot)?.into_iter().collect();
         self.forget_cached_snapshots(&present);
         let mut list = SnapshotList::default();
-        self.read_snapshots(present.into_keys().collect(), &mut list)?;
+        self.read_snapshots(present.into_iter().collect(), &mut list)?;
         sort_snapshots(&mut list.snapshots);
         Ok(list)
     }
@@ -529,9 +529,9 @@ impl Repository {
     }
 
     /// Drop cached snapshots the repository no longer has (forgotten).
-    fn forget_cached_snapshots(&self, present: &HashMap<Id, u64>) {
+    fn forget_cached_snapshots(&self, present: &HashSet<Id>) {
         for key in self.objects.list(FileType::Snapshot.prefix()) {
-            if layout::parse(FileType::Snapshot, &key).is_none_or(|id| !present.contains_key(&id)) {
+            if layout::parse(FileType::Snapshot, &key).is_none_or(|id| !present.contains(&id)) {
                 self.objects.remove(&key);
             }
         }
@@ -541,7 +541,7 @@ impl Repository {
     /// [`Repository::read_snapshot`], lets a long-running reader keep its
     /// list current by reading only the snapshots it has not seen.
     pub fn snapshot_ids(&self) -> Result<Vec<Id>> {
-        Ok(self.list(FileType::Snapshot)?.into_keys().collect())
+        self.list_ids(FileType::Snapshot)
     }
 
     /// Read, verify and parse one snapshot object.
@@ -625,6 +625,16 @@ impl Repository {
         Ok(self
             .backend()
             .delete(&layout::key(FileType::Snapshot, id))?)
+    }
+
+    /// The ids of the objects of one type (no sizes: cheaper to list).
+    pub fn list_ids(&self, ft: FileType) -> Result<Vec<Id>> {
+        Ok(self
+            .backend()
+            .list_keys(ft.prefix())?
+            .iter()
+            .filter_map(|key| layout::parse(ft, key))
+            .collect())
     }
 
     /// The objects of one type, with their sizes.
