@@ -173,7 +173,7 @@ fn snapshot_listings_follow_the_bucket_through_the_local_cache() {
     let mut forget = s.cmd_cached_in(&url, &other_host);
     forget.args(["forget", &first]);
     assert_exit(&run_cmd(forget), 0, "forget on the other host");
-    assert_eq!(ids_in(&s.env.cache), [second.clone()]);
+    assert_eq!(ids_in(&s.env.cache), std::slice::from_ref(&second));
     restore_and_compare(&s, &url, "latest", &src);
 
     let file = std::fs::read_dir(s.env.cache.join("cairn"))
@@ -183,7 +183,7 @@ fn snapshot_listings_follow_the_bucket_through_the_local_cache() {
         .expect("a snapshot cache file");
     let good = std::fs::read(&file).unwrap();
     std::fs::write(&file, &good[..good.len() - 1]).unwrap();
-    assert_eq!(ids_in(&s.env.cache), [second.clone()]);
+    assert_eq!(ids_in(&s.env.cache), std::slice::from_ref(&second));
     assert_eq!(std::fs::read(&file).unwrap(), good, "written again");
 
     tree(&src, 3);

@@ -480,13 +480,12 @@ impl Repository {
     /// bytes of those read. One forgotten meanwhile is left out.
     fn read_snapshots(&self, ids: Vec<Id>, list: &mut SnapshotList) -> Result<Vec<(Id, Vec<u8>)>> {
         use rayon::prelude::*;
-        let results: Vec<(Id, Result<(Vec<u8>, Snapshot)>)> = ids
+        let results: Vec<(Id, Result<StoredSnapshot>)> = ids
             .into_par_iter()
             .map(|id| {
                 let read = self
                     .read_snapshot_bytes(&id)
-                    .and_then(|b| Ok((self.decode_snapshot(&id, &b)?, b)))
-                    .map(|(snap, b)| (b, snap));
+                    .and_then(|b| Ok((self.decode_snapshot(&id, &b)?, b)));
                 (id, read)
             })
             .collect();
@@ -494,7 +493,7 @@ impl Repository {
         for (id, read) in results {
             match read {
                 Err(Error::Backend(BackendError::NotFound { .. })) => continue, // forgotten meanwhile
-                Ok((bytes, snap)) => {
+                Ok((snap, bytes)) => {
                     list.snapshots.push((id, snap));
                     stored.push((id, bytes));
                 }
@@ -779,6 +778,9 @@ impl Repository {
         Ok(node)
     }
 }
+
+/// A snapshot and its stored bytes.
+type StoredSnapshot = (Snapshot, Vec<u8>);
 
 /// A segment's id and the packs it lists.
 pub type SegmentPacks = (Id, Vec<Id>);
