@@ -499,3 +499,71 @@ fn json_outputs_parse() {
     assert_eq!(r["files_written"], 6, "{r}");
     assert!(!dry.exists(), "restore --dry-run created the target");
 }
+
+/// The snapshot cache file (`snapshots.cache` in the cache directory).
+fn snapshot_cache_file(env: &Env) -> std::path::PathBuf {
+    let dirs: Vec<_> = fs::read_dir(env.cache.join("cairn"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].join("snapshots.cache")
+}
+
+/// Listings come from the local snapshot cache once read, and follow the
+/// repository: a forgotten snapshot leaves them (even if an older cache
+/// file still holds it), a new one appears, and a damaged cache file costs
+/// a re-read, never a wrong list.
+#[test]
+fn the_snapshot_cache_follows_the_repository() {
+    let env = Env::new();
+    let src = env.path("src");
+    let id = |v: Value| v["snapshot_id"].as_str().unwrap().to_string();
+    let ids = || -> Vec<String> {
+        let list = env.snapshots();
+        list.iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let latest_content = || {
+        let dst = env.path("dst");
+        let _ = fs::remove_dir_all(&dst);
+        env.restore("latest:f.txt", &dst, &[]);
+        fs::read(dst.join("f.txt")).unwrap()
+    };
+    write(&src.join("f.txt"), b"one\n");
+    let first = id(env.backup(&src, &[]));
+    write(&src.join("f.txt"), b"two\n");
+    let second = id(env.backup(&src, &[]));
+    assert_eq!(ids(), [first.clone(), second.clone()]);
+    let file = snapshot_cache_file(&env);
+    let before_forget = fs::read(&file).unwrap();
+
+    env.ok(["forget", &first]);
+    assert_eq!(ids(), std::slice::from_ref(&second));
+    fs::write(&file, &before_forget).unwrap();
+    assert_eq!(
+        ids(),
+        std::slice::from_ref(&second),
+        "a stale cache brought it back"
+    );
+    assert_eq!(latest_content(), b"two\n");
+
+    write(&src.join("f.txt"), b"three\n");
+    let third = id(env.backup(&src, &[]));
+    assert_eq!(ids(), [second.clone(), third.clone()]);
+    let good = fs::read(&file).unwrap();
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0x10;
+    for bad in [
+        &good[..good.len() / 2],
+        &flipped[..],
+        &b""[..],
+        &b"not a cache"[..],
+    ] {
+        fs::write(&file, bad).unwrap();
+        assert_eq!(latest_content(), b"three\n");
+        assert_eq!(ids(), [second.clone(), third.clone()]);
+    }
+    assert_eq!(fs::read(&file).unwrap(), good, "written again whole");
+}

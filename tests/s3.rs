@@ -141,6 +141,61 @@ fn every_command_works_against_s3() {
     restore_and_compare(&s, &url, "latest", &src);
 }
 
+/// Snapshot listings come from the local snapshot cache and follow the
+/// bucket: a snapshot forgotten or added by another host shows, and a
+/// damaged cache file costs a re-read, never a wrong list.
+#[test]
+fn snapshot_listings_follow_the_bucket_through_the_local_cache() {
+    let Some(s) = S3::new() else { return };
+    let url = s.url("snapcache");
+    let src = s.env.path("src");
+    let other_host = s.env.path("other-cache");
+    let ids_in = |cache: &Path| -> Vec<String> {
+        let mut c = s.cmd_cached_in(&url, cache);
+        c.args(["--json", "snapshots"]);
+        let out = run_cmd(c);
+        assert_exit(&out, 0, "snapshots");
+        let v = parse_json(&out);
+        let list = v["snapshots"].as_array().unwrap();
+        list.iter()
+            .map(|x| x["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let id = |v: serde_json::Value| v["snapshot_id"].as_str().unwrap().to_string();
+    tree(&src, 1);
+    s.ok(&url, &["init"]);
+    let first = id(s.json(&url, &["backup", src.to_str().unwrap()]));
+    tree(&src, 2);
+    let second = id(s.json(&url, &["backup", src.to_str().unwrap()]));
+    assert_eq!(ids_in(&s.env.cache), [first.clone(), second.clone()]);
+    assert_eq!(ids_in(&other_host), [first.clone(), second.clone()]);
+
+    let mut forget = s.cmd_cached_in(&url, &other_host);
+    forget.args(["forget", &first]);
+    assert_exit(&run_cmd(forget), 0, "forget on the other host");
+    assert_eq!(ids_in(&s.env.cache), std::slice::from_ref(&second));
+    restore_and_compare(&s, &url, "latest", &src);
+
+    let file = std::fs::read_dir(s.env.cache.join("cairn"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("snapshots.cache"))
+        .find(|p| p.is_file())
+        .expect("a snapshot cache file");
+    let good = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &good[..good.len() - 1]).unwrap();
+    assert_eq!(ids_in(&s.env.cache), std::slice::from_ref(&second));
+    assert_eq!(std::fs::read(&file).unwrap(), good, "written again");
+
+    tree(&src, 3);
+    let mut backup = s.cmd_cached_in(&url, &other_host);
+    backup.args(["--json", "backup", src.to_str().unwrap()]);
+    let out = run_cmd(backup);
+    assert_exit(&out, 0, "backup on the other host");
+    let third = id(parse_json(&out));
+    assert_eq!(ids_in(&s.env.cache), [second, third]);
+    restore_and_compare(&s, &url, "latest", &src);
+}
+
 #[test]
 fn a_restore_with_an_empty_cache_fetches_trees_a_level_at_a_time() {
     let Some(s) = S3::new() else { return };

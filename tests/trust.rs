@@ -302,6 +302,15 @@ fn a_damaged_snapshot_costs_only_itself() {
     let (first, second, src) = two_snapshots(&env);
     damage(&env.repo.join("snapshots").join(&first));
 
+    // This host checked and cached the snapshot before it was damaged:
+    // its listings keep that copy (check and prune read the repository).
+    let out = env.run(["--json", "snapshots"]);
+    assert_exit(&out, 0, "snapshots with a cached copy of a damaged one");
+    assert_eq!(parse_json(&out)["snapshots"].as_array().unwrap().len(), 2);
+    // A host without the copy reads the damaged object.
+    for dir in fs::read_dir(env.cache.join("cairn")).unwrap() {
+        fs::remove_file(dir.unwrap().path().join("snapshots.cache")).unwrap();
+    }
     let out = env.run(["--json", "snapshots"]);
     assert_exit(&out, 0, "snapshots with a damaged one");
     assert_eq!(parse_json(&out)["snapshots"].as_array().unwrap().len(), 1);

@@ -72,10 +72,31 @@ pub struct IdParseError(pub String);
 
 impl FromStr for Id {
     type Err = IdParseError;
+    /// By hand rather than with `hex::decode_to_slice`, which took an
+    /// eighth of `cairn ls latest`'s time in a repository of 10,000
+    /// snapshots and segments (every listed name and snapshot id is parsed).
     fn from_str(s: &str) -> Result<Id, IdParseError> {
+        let bad = || IdParseError(s.to_string());
+        let digits = s.as_bytes();
+        if digits.len() != 64 {
+            return Err(bad());
+        }
         let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out).map_err(|_| IdParseError(s.to_string()))?;
+        for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+            let high = hex_value(pair[0]).ok_or_else(bad)?;
+            let low = hex_value(pair[1]).ok_or_else(bad)?;
+            *byte = high << 4 | low;
+        }
         Ok(Id(out))
+    }
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
     }
 }
 
@@ -114,5 +135,13 @@ mod tests {
         assert_eq!(id.to_hex().parse::<Id>().unwrap(), id);
         assert_eq!(id.short().len(), 8);
         assert!("xyz".parse::<Id>().is_err());
+        assert_eq!(id.to_hex().to_uppercase().parse::<Id>().unwrap(), id);
+        for bad in [
+            format!("{}g", &id.to_hex()[..63]),
+            format!("{}0", id.to_hex()),
+        ] {
+            assert!(bad.parse::<Id>().is_err(), "{bad}");
+        }
+        assert!("é".repeat(32).parse::<Id>().is_err());
     }
 }

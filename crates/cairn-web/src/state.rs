@@ -161,12 +161,27 @@ impl App {
         if c.at.is_some_and(|t| t.elapsed() < SNAPSHOT_TTL) {
             return Ok((c.sorted.clone(), c.damaged.clone()));
         }
-        let present: HashSet<Id> = self.repo.snapshot_ids()?.into_iter().collect();
-        if present != c.known {
-            self.reload(&mut c, &present)?;
+        if c.at.is_none() {
+            self.load_all(&mut c)?;
+        } else {
+            let present: HashSet<Id> = self.repo.snapshot_ids()?.into_iter().collect();
+            if present != c.known {
+                self.reload(&mut c, &present)?;
+            }
         }
         c.at = Some(Instant::now());
         Ok((c.sorted.clone(), c.damaged.clone()))
+    }
+
+    /// The first list: through the repository's snapshot cache, which
+    /// holds the snapshots read by earlier commands.
+    fn load_all(&self, c: &mut SnapCache) -> Result<(), HttpError> {
+        let list = self.repo.snapshot_list()?;
+        c.known = list.snapshots.iter().map(|(id, _)| *id).collect();
+        c.known.extend(list.damaged.iter().map(|d| d.id));
+        c.sorted = Arc::new(list.snapshots);
+        c.damaged = Arc::new(list.damaged);
+        Ok(())
     }
 
     fn reload(&self, c: &mut SnapCache, present: &HashSet<Id>) -> Result<(), HttpError> {
@@ -198,7 +213,7 @@ impl App {
             // New snapshots bring new trees: learn their packs.
             self.repo.refresh_index()?;
         }
-        list.sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));
+        list.sort_by_cached_key(|(id, s)| (s.timestamp(), *id));
         c.known = present.clone();
         c.sorted = Arc::new(list);
         c.damaged = Arc::new(damaged);

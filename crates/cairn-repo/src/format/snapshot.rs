@@ -186,13 +186,19 @@ pub fn select<'a>(
             .find(|(_, s)| filter.matches(s))
             .ok_or_else(|| Error::NoSnapshot(spec.to_string()));
     }
+    by_id(all, spec, |(id, _)| id)
+}
+
+/// Pick the item of `all` whose id `spec` names: a full id or a unique
+/// prefix of at least 4 hex digits.
+pub fn by_id<'a, T>(all: &'a [T], spec: &str, id_of: fn(&T) -> &Id) -> Result<&'a T> {
     let lower = spec.to_ascii_lowercase();
     if lower.len() < 4 || lower.len() > 64 || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::BadSnapshotId(spec.to_string()));
     }
-    let matches: Vec<&(Id, Snapshot)> = all
+    let matches: Vec<&T> = all
         .iter()
-        .filter(|(id, _)| id.to_hex().starts_with(&lower))
+        .filter(|t| id_of(t).to_hex().starts_with(&lower))
         .collect();
     match matches.as_slice() {
         [] => Err(Error::NoSnapshot(spec.to_string())),
@@ -201,7 +207,7 @@ pub fn select<'a>(
             prefix: spec.to_string(),
             candidates: many
                 .iter()
-                .map(|(id, _)| id.to_hex()[..12].to_string())
+                .map(|t| id_of(t).to_hex()[..12].to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
         }),

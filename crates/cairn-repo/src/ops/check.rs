@@ -349,7 +349,7 @@ fn report_damaged_objects(repo: &Repository, report: &mut CheckReport) -> Result
             reason: d.reason,
         });
     }
-    for d in repo.snapshot_list()?.damaged {
+    for d in repo.snapshot_list_uncached()?.damaged {
         report.errors.push(Finding::DamagedSnapshot {
             id: d.id,
             reason: d.reason,
@@ -551,7 +551,7 @@ fn walk_snapshots(
         unreadable: Vec::new(),
         errors: Vec::new(),
     };
-    let snapshots = repo.snapshots()?;
+    let snapshots = repo.snapshot_list_uncached()?.snapshots;
     progress.expect(snapshots.len() as u64, 0);
     for (snap_id, snap) in snapshots {
         stop_if_cancelled(progress)?;

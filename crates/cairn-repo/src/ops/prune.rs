@@ -218,7 +218,7 @@ fn used_share(p: &PackRecord, used: &Referenced) -> u64 {
 /// its segment written before it, so every listed snapshot's blobs are
 /// in the index.
 pub fn require_undamaged(repo: &Repository) -> Result<Vec<(Id, crate::Snapshot)>> {
-    let list = repo.snapshot_list()?;
+    let list = repo.snapshot_list_uncached()?;
     repo.refresh_index()?;
     if let Some(d) = repo.damaged_segments().into_iter().next() {
         return Err(damaged_segment(d));

@@ -139,7 +139,7 @@ pub fn repair_snapshots(
         Some(repo.lock_for_backup(&hostname())?)
     };
     let mut report = RepairSnapshotsReport::default();
-    let list = repo.snapshot_list()?;
+    let list = repo.snapshot_list_uncached()?;
     for d in list.damaged {
         if !opts.dry_run {
             repo.remove_snapshot(&d.id)?;

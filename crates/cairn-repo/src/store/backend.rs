@@ -125,6 +125,11 @@ pub trait Backend: Send + Sync {
     /// Every object whose key starts with `prefix` (a directory-like prefix
     /// such as `snapshots/`), with its size, sorted by key.
     fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>>;
+    /// The keys [`Backend::list`] gives, without sizes: a directory then
+    /// needs no `stat` per object (10,000 snapshots, 10,000 segments).
+    fn list_keys(&self, prefix: &str) -> BackendResult<Vec<String>> {
+        Ok(self.list(prefix)?.into_iter().map(|o| o.key).collect())
+    }
     /// Remove an object; removing a missing one is not an error.
     fn delete(&self, key: &str) -> BackendResult<()>;
     /// How many operations are worth running at once (uploads, range

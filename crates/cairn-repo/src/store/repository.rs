@@ -25,6 +25,7 @@ use crate::store::keys::{read_config, KeySource, NoKeys};
 use crate::store::lock::BackupLock;
 use crate::store::objcache::ObjectCache;
 use crate::store::packs::decode_blob;
+use crate::store::snapcache::SnapshotCache;
 use crate::{Backend, Error, Result};
 
 /// An object that exists but cannot be used (fails verification or
@@ -56,6 +57,8 @@ pub struct Repository {
     index: Index,
     /// Local copies of snapshots and trees, for remote backends.
     objects: ObjectCache,
+    /// Every snapshot read before, in one local file.
+    snapcache: SnapshotCache,
     /// Index segments found damaged by the last refresh (skipped).
     damaged_segments: std::sync::Mutex<Vec<Damaged>>,
     /// Prune plans found damaged by the last refresh.
@@ -92,6 +95,11 @@ impl Repository {
     ) -> Result<Repository> {
         let opened = read_config(&*backend, keys)?;
         let index = open_cache(cache_root, &opened.config.id);
+        let snapcache = SnapshotCache::new(cache_root.map(|r| {
+            r.join("cairn")
+                .join(opened.config.id.to_hex())
+                .join("snapshots.cache")
+        }));
         let objects = ObjectCache::new(cache_root.filter(|_| backend.remote()).map(|r| {
             r.join("cairn")
                 .join(opened.config.id.to_hex())
@@ -104,6 +112,7 @@ impl Repository {
             slot: opened.slot,
             index,
             objects,
+            snapcache,
             damaged_segments: Default::default(),
             damaged_plans: Default::default(),
             plans_pending: Default::default(),
@@ -157,7 +166,7 @@ impl Repository {
     }
 
     fn try_refresh_index(&self) -> Result<()> {
-        let present: Vec<Id> = self.list(FileType::Index)?.into_keys().collect();
+        let present: Vec<Id> = self.list_ids(FileType::Index)?;
         let known = self.index.segments()?;
         let dead = self.index.superseded()?;
         let present_set: HashSet<Id> = present.iter().copied().collect();
@@ -190,7 +199,7 @@ impl Repository {
     pub fn sync_index_with(&self, effective: &HashSet<Id>) -> Result<()> {
         let cached = self.index.segments()?;
         if cached.iter().any(|id| !effective.contains(id)) {
-            let present: Vec<Id> = self.list(FileType::Index)?.into_keys().collect();
+            let present: Vec<Id> = self.list_ids(FileType::Index)?;
             self.rebuild_index(&present)
         } else if effective.iter().any(|id| !cached.contains(id)) {
             self.refresh_index()
@@ -411,22 +420,88 @@ impl Repository {
 
     /// All snapshots, oldest first, and the snapshot objects that cannot be
     /// read. A damaged snapshot costs itself only: listings, backups and
-    /// restores of the others go on.
+    /// restores of the others go on. The listing of `snapshots/` says which
+    /// exist; those read before come from the local snapshot cache
+    /// (store/snapcache.rs), checked as if read from the repository, and
+    /// only the others are read. A copy stays good if the repository's
+    /// object is damaged later: [`Repository::snapshot_list_uncached`]
+    /// is for those that judge the repository.
     pub fn snapshot_list(&self) -> Result<SnapshotList> {
+        let present: HashSet<Id> = self.list_ids(FileType::Snapshot)?.into_iter().collect();
+        let mut cached = self.snapcache.load();
         let mut list = SnapshotList::default();
-        let present = self.list(FileType::Snapshot)?;
+        let mut keep: HashMap<Id, Vec<u8>> = HashMap::with_capacity(present.len());
+        let mut missing = Vec::new();
+        for id in &present {
+            let copy = cached.entries.remove(id);
+            match copy.map(|stored| (self.decode_snapshot(id, &stored), stored)) {
+                Some((Ok(snap), stored)) => {
+                    list.snapshots.push((*id, snap));
+                    keep.insert(*id, stored);
+                }
+                // Not cached, or a damaged copy: read from the repository.
+                _ => missing.push(*id),
+            }
+        }
+        let stale = cached.entries;
+        let read = self.read_snapshots(missing, &mut list)?;
+        let added = !read.is_empty();
+        keep.extend(read);
+        if !cached.whole || added || !stale.is_empty() {
+            self.snapcache
+                .store(keep.iter().map(|(id, b)| (id, b.as_slice())));
+        }
+        if cached.whole {
+            for id in stale.keys() {
+                self.objects.remove(&layout::key(FileType::Snapshot, id));
+            }
+        } else {
+            self.forget_cached_snapshots(&present);
+        }
+        sort_snapshots(&mut list.snapshots);
+        Ok(list)
+    }
+
+    /// As [`Repository::snapshot_list`], every snapshot read from the
+    /// repository (or, for a remote one, its local object cache), never
+    /// from the snapshot cache: `check` must see a snapshot object damaged
+    /// since, and `prune` and the repairs refuse to act on one.
+    pub fn snapshot_list_uncached(&self) -> Result<SnapshotList> {
+        let present: HashSet<Id> = self.list_ids(FileType::Snapshot)?.into_iter().collect();
         self.forget_cached_snapshots(&present);
-        for id in present.into_keys() {
-            match self.read_snapshot(&id) {
+        let mut list = SnapshotList::default();
+        self.read_snapshots(present.into_iter().collect(), &mut list)?;
+        sort_snapshots(&mut list.snapshots);
+        Ok(list)
+    }
+
+    /// Read `ids` (in parallel: each is a round trip to a remote backend)
+    /// into `list`, the damaged ones into its `damaged`; returns the stored
+    /// bytes of those read. One forgotten meanwhile is left out.
+    fn read_snapshots(&self, ids: Vec<Id>, list: &mut SnapshotList) -> Result<Vec<(Id, Vec<u8>)>> {
+        use rayon::prelude::*;
+        let results: Vec<(Id, Result<StoredSnapshot>)> = ids
+            .into_par_iter()
+            .map(|id| {
+                let read = self
+                    .read_snapshot_bytes(&id)
+                    .and_then(|b| Ok((self.decode_snapshot(&id, &b)?, b)));
+                (id, read)
+            })
+            .collect();
+        let mut stored = Vec::new();
+        for (id, read) in results {
+            match read {
                 Err(Error::Backend(BackendError::NotFound { .. })) => continue, // forgotten meanwhile
-                Ok(snap) => list.snapshots.push((id, snap)),
+                Ok((snap, bytes)) => {
+                    list.snapshots.push((id, snap));
+                    stored.push((id, bytes));
+                }
                 Err(Error::Corrupt { reason, .. }) => list.damaged.push(Damaged { id, reason }),
                 Err(e) => return Err(e),
             }
         }
-        list.snapshots
-            .sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));
-        Ok(list)
+        Ok(stored)
     }
 
     /// The local copies of snapshots and trees (none for local repositories).
@@ -453,9 +528,9 @@ impl Repository {
     }
 
     /// Drop cached snapshots the repository no longer has (forgotten).
-    fn forget_cached_snapshots(&self, present: &HashMap<Id, u64>) {
+    fn forget_cached_snapshots(&self, present: &HashSet<Id>) {
         for key in self.objects.list(FileType::Snapshot.prefix()) {
-            if layout::parse(FileType::Snapshot, &key).is_none_or(|id| !present.contains_key(&id)) {
+            if layout::parse(FileType::Snapshot, &key).is_none_or(|id| !present.contains(&id)) {
                 self.objects.remove(&key);
             }
         }
@@ -465,23 +540,45 @@ impl Repository {
     /// [`Repository::read_snapshot`], lets a long-running reader keep its
     /// list current by reading only the snapshots it has not seen.
     pub fn snapshot_ids(&self) -> Result<Vec<Id>> {
-        Ok(self.list(FileType::Snapshot)?.into_keys().collect())
+        self.list_ids(FileType::Snapshot)
     }
 
     /// Read, verify and parse one snapshot object.
     pub fn read_snapshot(&self, id: &Id) -> Result<Snapshot> {
         let bytes = self.read_snapshot_bytes(id)?;
+        self.decode_snapshot(id, &bytes)
+    }
+
+    /// Verify and parse a snapshot's stored bytes, wherever they were kept.
+    fn decode_snapshot(&self, id: &Id, stored: &[u8]) -> Result<Snapshot> {
+        if Id::of(stored) != *id {
+            return Err(Error::corrupt(
+                "snapshot",
+                id,
+                "content does not match its id",
+            ));
+        }
         let plain = self
             .codec
-            .open(Domain::Snapshot, None, bytes)
+            .open(Domain::Snapshot, None, stored.to_vec())
             .map_err(|e| Error::corrupt("snapshot", id, e))?;
         Snapshot::parse(id, &plain)
     }
 
-    /// Resolve `latest`, a full id or a unique prefix.
+    /// Resolve `latest`, a full id or a unique prefix. Only `latest` needs
+    /// every snapshot (their times and the filter's fields); an id is
+    /// found in the listing and only its snapshot is read.
     pub fn find_snapshot(&self, spec: &str, filter: &Filter) -> Result<(Id, Snapshot)> {
-        let all = self.snapshots()?;
-        snapshot::select(&all, spec, filter).cloned()
+        if spec == "latest" {
+            let all = self.snapshots()?;
+            return snapshot::select(&all, spec, filter).cloned();
+        }
+        let ids = self.snapshot_ids()?;
+        let id = *snapshot::by_id(&ids, spec, |id| id)?;
+        match self.read_snapshot(&id) {
+            Err(e) if e.is_not_found() => Err(Error::NoSnapshot(spec.to_string())),
+            other => Ok((id, other?)),
+        }
     }
 
     /// Store a snapshot; it is visible once this returns.
@@ -527,6 +624,16 @@ impl Repository {
         Ok(self
             .backend()
             .delete(&layout::key(FileType::Snapshot, id))?)
+    }
+
+    /// The ids of the objects of one type (no sizes: cheaper to list).
+    pub fn list_ids(&self, ft: FileType) -> Result<Vec<Id>> {
+        Ok(self
+            .backend()
+            .list_keys(ft.prefix())?
+            .iter()
+            .filter_map(|key| layout::parse(ft, key))
+            .collect())
     }
 
     /// The objects of one type, with their sizes.
@@ -672,6 +779,9 @@ impl Repository {
     }
 }
 
+/// A snapshot and its stored bytes.
+type StoredSnapshot = (Snapshot, Vec<u8>);
+
 /// A segment's id and the packs it lists.
 pub type SegmentPacks = (Id, Vec<Id>);
 
@@ -701,6 +811,12 @@ pub struct IndexSegments {
     pub supersedes: HashMap<Id, Vec<Id>>,
     /// Segments that failed verification (skipped).
     pub damaged: Vec<Damaged>,
+}
+
+/// Oldest first; the time string is parsed once per snapshot, not per
+/// comparison.
+fn sort_snapshots(list: &mut [(Id, Snapshot)]) {
+    list.sort_by_cached_key(|(id, s)| (s.timestamp(), *id));
 }
 
 /// Refuse a location that holds anything.
