@@ -1,4 +1,7 @@
-//! Encryption for format 2 (docs/FORMAT.md section 13): the repository's
+//! (Over 500 lines with its tests: secrets, key slots and the codec that
+//! uses them are one piece of the format, read together.)
+//!
+//! Encryption (docs/FORMAT.md section 13): the repository's
 //! secrets, authenticated encryption of every object, and the key slots
 //! that wrap the secrets under passwords or key files. Pure: no I/O.
 //!

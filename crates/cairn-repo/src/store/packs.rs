@@ -331,8 +331,7 @@ fn member_of(codec: &Codec, loc: &Location, frame: &[u8]) -> Result<Vec<u8>> {
     Ok(raw.to_vec())
 }
 
-/// `then` of the stored bytes of a blob with their seal removed and
-/// checked.
+/// `then` of a blob's stored bytes, their seal removed and checked.
 fn open_blob<R>(
     codec: &Codec,
     loc: &Location,
@@ -480,25 +479,15 @@ mod tests {
             .compress(&vec![0u8; 2 << 20])
             .unwrap();
         let stored_len = z.len() as u32;
-        let e = decode_blob(
-            &Codec::Plain,
-            &limits,
-            &loc(2 << 20, stored_len),
-            z.clone().into(),
-        )
-        .unwrap_err();
+        let plain = |raw, stored, z: &[u8]| {
+            decode_blob(&Codec::Plain, &limits, &loc(raw, stored), z.into()).unwrap_err()
+        };
+        let e = plain(2 << 20, stored_len, &z);
         assert!(matches!(e, Error::Corrupt { .. }), "{e}");
         assert!(e.to_string().contains("plain length"), "{e}");
-        let e =
-            decode_blob(&Codec::Plain, &limits, &loc(u32::MAX, stored_len), z.into()).unwrap_err();
+        let e = plain(u32::MAX, stored_len, &z);
         assert!(e.to_string().contains("plain length"), "{e}");
-        let e = decode_blob(
-            &Codec::Plain,
-            &limits,
-            &loc(100, u32::MAX),
-            Vec::new().into(),
-        )
-        .unwrap_err();
+        let e = plain(100, u32::MAX, &[]);
         assert!(e.to_string().contains("stored length"), "{e}");
     }
 }
