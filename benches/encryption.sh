@@ -34,7 +34,7 @@ mkdir -p "$WORK"
 printf 'cairn-key-1:%s\n' "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$WORK/key"
 chmod 600 "$WORK/key"
 RESULTS=$WORK/results.csv
-echo "mode,run,step,wall_s,cpu_s,rss_kib" > "$RESULTS"
+echo "mode,run,step,wall_s,cpu_s,rss_kib,user_s" > "$RESULTS"
 
 . "$(dirname "$0")/timed.sh"
 
@@ -80,11 +80,12 @@ rows = list(csv.DictReader(open(sys.argv[1])))
 modes = sys.argv[2].split()
 def med(mode, step, col):
     return statistics.median(float(r[col]) for r in rows if r["mode"] == mode and r["step"] == step)
-print(f"{'step':8} {'mode':14} {'wall s':>7} {'cpu s':>7} {'RSS MiB':>8}   vs plaintext (wall, cpu, RSS)")
+print(f"{'step':8} {'mode':14} {'wall s':>7} {'cpu s':>7} {'user s':>7} {'RSS MiB':>8}   vs plaintext (wall, cpu, user, RSS)")
 for step in ("backup1", "restore"):
-    base = [med("plaintext", step, c) for c in ("wall_s", "cpu_s", "rss_kib")]
+    cols = ("wall_s", "cpu_s", "user_s", "rss_kib")
+    base = [med("plaintext", step, c) for c in cols]
     for mode in modes:
-        v = [med(mode, step, c) for c in ("wall_s", "cpu_s", "rss_kib")]
+        v = [med(mode, step, c) for c in cols]
         ratio = " ".join(f"{a / b:5.2f}x" for a, b in zip(v, base))
-        print(f"{step:8} {mode:14} {v[0]:7.2f} {v[1]:7.2f} {v[2] / 1024:8.1f}   {ratio}")
+        print(f"{step:8} {mode:14} {v[0]:7.2f} {v[1]:7.2f} {v[2]:7.2f} {v[3] / 1024:8.1f}   {ratio}")
 EOF
