@@ -98,10 +98,8 @@ fn rc_aes_gcm_siv_open(buf: &mut [u8], tag: &[u8; 16]) {
 /// HChaCha20 of the key and the nonce's first 16 bytes, the 96-bit nonce
 /// four zero bytes and the last 8 (the XChaCha20 construction).
 fn lc_xchacha_key() -> (LessSafeKey, Nonce) {
-    let sub = chacha20::hchacha::<chacha20::cipher::consts::U10>(
-        &KEY.into(),
-        NONCE24[..16].try_into().unwrap(),
-    );
+    let prefix: [u8; 16] = NONCE24[..16].try_into().unwrap();
+    let sub = chacha20::hchacha::<chacha20::cipher::consts::U10>(&KEY.into(), &prefix.into());
     let mut n = [0u8; 12];
     n[4..].copy_from_slice(&NONCE24[16..]);
     let key = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &sub).unwrap());
