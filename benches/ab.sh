@@ -28,7 +28,7 @@ for bin in "$A" "$B"; do [ -x "$bin" ] || { echo "not executable: $bin" >&2; exi
 rm -rf "$WORK"
 mkdir -p "$WORK"
 RESULTS=$WORK/results.csv
-echo "bin,run,step,wall_s,cpu_s,rss_kib" > "$RESULTS"
+echo "bin,run,step,wall_s,cpu_s,rss_kib,user_s" > "$RESULTS"
 
 . "$(dirname "$0")/timed.sh"
 

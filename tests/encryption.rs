@@ -230,11 +230,26 @@ fn a_truncated_key_file_is_one_clear_error() {
     assert!(line.contains("not a cairn key file"), "{line}");
 }
 
-/// Flip one bit in every object of every kind in turn: each is reported as
-/// damage naming it, and never decrypted into wrong data.
+/// The ciphers a new repository can have (`init --encryption`).
+const CIPHERS: [&str; 2] = ["aes-256-gcm", "xchacha20-poly1305"];
+
+/// Flip one bit in every object of every kind in turn, with each cipher:
+/// each is reported as damage naming it, and never decrypted into wrong
+/// data.
 #[test]
 fn a_flipped_bit_anywhere_is_damage_never_wrong_data() {
+    for cipher in CIPHERS {
+        flipped_bits_are_damage(cipher);
+    }
+}
+
+fn flipped_bits_are_damage(cipher: &str) {
     let env = Env::new();
+    env.ok(["init", "--encryption", cipher]);
+    let header: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.repo.join("config")).unwrap()).unwrap();
+    assert_eq!(header["encryption"], cipher);
+    assert_eq!(header["version"], 3);
     let src = env.path("src");
     secret_tree(&src);
     env.backup(&src, &[]);
@@ -293,10 +308,17 @@ fn a_flipped_bit_anywhere_is_damage_never_wrong_data() {
 }
 
 /// A valid ciphertext of one object put in another's place is caught: a
-/// snapshot swapped for another, a blob moved within its pack.
+/// snapshot swapped for another, with each cipher.
 #[test]
 fn a_swapped_object_is_caught() {
+    for cipher in CIPHERS {
+        swapped_snapshot_is_caught(cipher);
+    }
+}
+
+fn swapped_snapshot_is_caught(cipher: &str) {
     let env = Env::new();
+    env.ok(["init", "--encryption", cipher]);
     let src = env.path("src");
     write(&src.join("a"), random_bytes(2, 1000));
     let first = env.backup(&src, &[])["snapshot_id"]

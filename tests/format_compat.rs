@@ -3,7 +3,10 @@
 //! version 1) from a three-entry tree; tests/fixtures/repo-v2 is the same
 //! tree in an encrypted repository (format 2) written by cairn 0.2, with a
 //! key file (tests/fixtures/repo-v2.key) and the password
-//! `fixture-password`. Never regenerate them; add new ones.
+//! `fixture-password`; tests/fixtures/repo-v3-aes is the same tree in a
+//! format-3 repository sealed with AES-256-GCM (docs/FORMAT.md 13), with
+//! its key file (repo-v3-aes.key) and the same password. Never regenerate
+//! them; add new ones.
 
 mod common;
 
@@ -110,4 +113,99 @@ fn format_version_2_repository_restores_with_its_key_file_or_password() {
     let mut c = env.cmd();
     c.env("CAIRN_PASSWORD", "not-the-password").arg("snapshots");
     common::assert_exit(&common::run_cmd(c), 12, "a wrong password");
+}
+
+#[test]
+fn format_3_aes_repository_restores_with_its_key_file_or_password() {
+    let env = Env::new();
+    copy_dir(&fixture("repo-v3-aes"), &env.repo);
+    let config = std::fs::read_to_string(env.repo.join("config")).unwrap();
+    assert!(
+        config.contains(r#""encryption": "aes-256-gcm""#),
+        "{config}"
+    );
+    let key = fixture("repo-v3-aes.key");
+    let key = key.to_str().unwrap();
+    let target = env.path("out");
+    env.restore("latest", &target, &["--verify", "--key-file", key]);
+    assert_fixture_tree(&target);
+    env.ok(["--key-file", key, "check", "--read-data"]);
+    let mut c = env.cmd();
+    c.env("CAIRN_PASSWORD", "fixture-password")
+        .args(["--json", "snapshots"]);
+    let out = common::run_cmd(c);
+    common::assert_exit(&out, 0, "snapshots with the fixture's password");
+    assert_eq!(
+        common::parse_json(&out)["snapshots"][0]["tags"][0],
+        "v3-aes"
+    );
+    // It stays writable in its own cipher.
+    let src = env.path("src");
+    common::write(&src.join("new.txt"), b"written later\n");
+    env.backup(&src, &["--key-file", key]);
+    env.ok(["--key-file", key, "check", "--read-data"]);
+    let after = std::fs::read_to_string(env.repo.join("config")).unwrap();
+    assert_eq!(after, config);
+}
+
+/// A cipher this cairn does not know is refused before any key is tried,
+/// with one line that says to upgrade; nothing is restored.
+#[test]
+fn an_unknown_cipher_is_refused_not_guessed() {
+    let env = Env::new();
+    copy_dir(&fixture("repo-v3-aes"), &env.repo);
+    let config = env.repo.join("config");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("aes-256-gcm", "aes-512-ocb")).unwrap();
+    let key = fixture("repo-v3-aes.key");
+    let target = env.path("out");
+    let out = env.run([
+        "--key-file",
+        key.to_str().unwrap(),
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    common::assert_exit(&out, 1, "restore with an unknown cipher");
+    let line = common::assert_one_line_error(&out, "unknown cipher");
+    assert!(
+        line.contains(
+            r#"repository encryption "aes-512-ocb" is not supported by this cairn; upgrade cairn"#
+        ),
+        "{line}"
+    );
+    assert!(!target.exists());
+}
+
+/// The clear header names the cipher but is not what authenticates it:
+/// an AES repository relabelled as XChaCha20-Poly1305 (and the other way
+/// round) fails to open its config; nothing is misread.
+#[test]
+fn a_relabelled_cipher_is_damage_not_misread() {
+    for (fixture_name, key, from, to) in [
+        (
+            "repo-v3-aes",
+            "repo-v3-aes.key",
+            "aes-256-gcm",
+            "xchacha20-poly1305",
+        ),
+        (
+            "repo-v2",
+            "repo-v2.key",
+            "xchacha20-poly1305",
+            "aes-256-gcm",
+        ),
+    ] {
+        let env = Env::new();
+        copy_dir(&fixture(fixture_name), &env.repo);
+        let config = env.repo.join("config");
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, text.replace(from, to)).unwrap();
+        let key = fixture(key);
+        let out = env.run(["--key-file", key.to_str().unwrap(), "snapshots"]);
+        common::assert_exit(&out, 1, "a relabelled cipher");
+        let line = common::assert_one_line_error(&out, "relabelled cipher");
+        assert!(line.contains("config"), "{line}");
+    }
 }

@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         if f.raw_len > 1 << 20 {
             continue;
         }
-        if let Ok(plain) = decode_frame(stored.to_vec(), e.compressed(), f.raw_len) {
+        if let Ok(plain) = decode_frame(stored.into(), e.compressed(), f.raw_len) {
             assert_eq!(plain.len(), f.raw_len as usize);
             let m = member(&plain, e).expect("a member inside its frame");
             assert_eq!(m.len(), e.raw_len as usize);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use cairn_repo::{Backend, Config, LocalBackend, LocationState, Repository};
 
-use cairn_repo::format::crypto::{calibrate_iterations, Secret};
+use cairn_repo::format::crypto::{calibrate_iterations, Cipher, Secret};
 use cairn_repo::store::keys::init_encrypted;
 
 use crate::args::{ChunkArgs, Cli};
@@ -198,7 +198,7 @@ const KDF_TARGET: std::time::Duration = std::time::Duration::from_millis(500);
 /// Create a repository at `loc`: encrypted unless `insecure`, with the
 /// user's password or key file, else a new key file in the config dir.
 pub fn create(cli: &Cli, config: &Config, insecure: bool) -> Result<Protection> {
-    create_like(cli, config, insecure, None)
+    create_like(cli, config, insecure, None, None)
 }
 
 /// As [`create`], cutting and naming chunks as `like` does when given.
@@ -207,6 +207,7 @@ pub fn create_like(
     config: &Config,
     insecure: bool,
     like: Option<&Repository>,
+    cipher: Option<Cipher>,
 ) -> Result<Protection> {
     let backend = backend_for(cli, &location(cli))?;
     if insecure {
@@ -226,7 +227,15 @@ pub fn create_like(
         Secret::KeyFile(_) => 1,
     };
     let chunking = like.map(|r| &**r.codec());
-    init_encrypted(&*backend, config, &secret, iterations, &owner(), chunking)?;
+    init_encrypted(
+        &*backend,
+        config,
+        &secret,
+        iterations,
+        &owner(),
+        chunking,
+        cipher,
+    )?;
     Ok(protection)
 }
 

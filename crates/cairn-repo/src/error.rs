@@ -36,6 +36,19 @@ pub enum Error {
     /// Removing the only key slot.
     #[error("key {0} is the repository's last key; add another first (`cairn key add`)")]
     LastKey(String),
+    /// Sealed with a cipher this cairn does not know (a newer cairn's).
+    #[error(
+        "{location}: repository encryption {name:?} is not supported by this cairn; upgrade cairn"
+    )]
+    UnknownEncryption {
+        /// Repository location.
+        location: String,
+        /// The config's `encryption` value.
+        name: String,
+    },
+    /// A cipher asked for a format that cannot hold it.
+    #[error("encryption {0} needs repository format 3")]
+    CipherNeedsFormat3(&'static str),
     /// Written by a newer cairn.
     #[error("{location}: repository format version {found} is newer than this cairn supports ({supported}); upgrade cairn")]
     NewerFormat {

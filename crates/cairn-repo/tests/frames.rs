@@ -112,7 +112,7 @@ fn encrypted_format_3_frames_blobs_and_restores_them() {
         user: "u".into(),
     };
     let secret = Secret::KeyFile([7; 32].into());
-    init_encrypted(&*backend, &config(), &secret, 1, &owner, None).unwrap();
+    init_encrypted(&*backend, &config(), &secret, 1, &owner, None, None).unwrap();
     let repo = Repository::open_with(backend, None, &Key([7; 32])).unwrap();
     assert_eq!(repo.config().version, 3);
     assert!(repo.codec().is_sealed());

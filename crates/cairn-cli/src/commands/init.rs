@@ -3,6 +3,7 @@
 use anyhow::Result;
 use serde_json::json;
 
+use cairn_repo::format::crypto::Cipher;
 use cairn_repo::Repository;
 
 use crate::args::{Cli, FromKeyArgs, InitArgs};
@@ -20,8 +21,17 @@ pub fn init(cli: &Cli, out: &Out, args: &InitArgs) -> Result<u8> {
     if let Some(other) = &like {
         config.chunker = other.config().chunker;
     }
-    let protection =
-        location::create_like(cli, &config, args.insecure_no_encryption, like.as_ref())?;
+    let cipher = args.encryption.as_deref().and_then(Cipher::from_name);
+    if cipher.is_some() && args.insecure_no_encryption {
+        anyhow::bail!("--encryption and --insecure-no-encryption contradict each other");
+    }
+    let protection = location::create_like(
+        cli,
+        &config,
+        args.insecure_no_encryption,
+        like.as_ref(),
+        cipher,
+    )?;
     if out.json {
         let key_file = match &protection {
             Protection::NewKeyFile(p) => Some(p.clone()),

@@ -1,30 +1,27 @@
-//! Encryption for format 2 (docs/FORMAT.md section 13): the repository's
+//! (Over 500 lines with its tests: secrets, key slots and the codec that
+//! uses them are one piece of the format, read together.)
+//!
+//! Encryption (docs/FORMAT.md section 13): the repository's
 //! secrets, authenticated encryption of every object, and the key slots
 //! that wrap the secrets under passwords or key files. Pure: no I/O.
 //!
-//! The cipher is XChaCha20-Poly1305 with a random 24-byte nonce per object:
-//! a random nonce that long never repeats in practice (a repository of 2^32
-//! objects has a collision chance near 2^-128), so no counter has to be kept
-//! consistent between the many hosts that write one repository, and it runs
-//! fast without AES instructions. Each object's associated data names its
-//! kind and, for blobs, its id, so no valid ciphertext can be passed off as
-//! another object.
+//! The ciphers are in [`crate::format::aead`], each with a random 24-byte
+//! nonce per object: a random nonce that long never repeats in practice,
+//! so no counter has to be kept consistent between the many hosts that
+//! write one repository. Each object's associated data names its kind and,
+//! for blobs, its id, so no valid ciphertext can be passed off as another
+//! object.
+
+use std::borrow::Cow;
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use cairn_chunk::{Id, IdHasher};
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::format::aead::SealingKey;
+pub use crate::format::aead::{Cipher, OpenError, NONCE_LEN, OVERHEAD, TAG_LEN};
 use crate::format::pack::BlobKind;
-
-/// Bytes of a nonce.
-pub const NONCE_LEN: usize = 24;
-/// Bytes of an authentication tag.
-pub const TAG_LEN: usize = 16;
-/// What sealing adds to an object.
-pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
 /// What an encrypted object is: part of its associated data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,11 +78,6 @@ impl Domain {
     }
 }
 
-/// Decryption failed: the key is wrong, or the object was changed.
-#[derive(Debug, thiserror::Error)]
-#[error("authentication failed (wrong key, or the object was altered)")]
-pub struct OpenError;
-
 /// Fill `buf` from the kernel's random number generator.
 pub fn fill_random(buf: &mut [u8]) -> std::io::Result<()> {
     let mut filled = 0;
@@ -106,19 +98,21 @@ pub fn fill_random(buf: &mut [u8]) -> std::io::Result<()> {
 }
 
 /// The secrets of an encrypted repository: the key every object is sealed
-/// with, the key blob ids are hashed with, and the chunker's gear seed.
-/// Wiped from memory when dropped.
+/// with, the key blob ids are hashed with, and the chunker's gear seed;
+/// with the repository's cipher. Wiped from memory when dropped.
 pub struct Keys {
     data: Zeroizing<[u8; 32]>,
     id: Zeroizing<[u8; 32]>,
     chunker: u64,
+    sealing: SealingKey,
 }
 
 /// Bytes of the serialized secrets (data key, id key, chunker seed).
 const KEYS_LEN: usize = 72;
 
 impl Keys {
-    /// Fresh random secrets.
+    /// Fresh random secrets (sealing with XChaCha20-Poly1305 until
+    /// [`Keys::with_cipher`] says otherwise).
     pub fn generate() -> std::io::Result<Keys> {
         let mut bytes = Zeroizing::new([0u8; KEYS_LEN]);
         fill_random(&mut bytes[..])?;
@@ -136,15 +130,29 @@ impl Keys {
         Ok(keys)
     }
 
+    /// These secrets sealing objects with `cipher` (the config names it:
+    /// it is not one of the secrets).
+    pub fn with_cipher(mut self, cipher: Cipher) -> Keys {
+        self.sealing = SealingKey::new(cipher, &self.data);
+        self
+    }
+
+    /// The cipher objects are sealed with.
+    pub fn cipher(&self) -> Cipher {
+        self.sealing.cipher()
+    }
+
     fn from_bytes(b: &[u8; KEYS_LEN]) -> Keys {
         let mut data = Zeroizing::new([0u8; 32]);
         let mut id = Zeroizing::new([0u8; 32]);
         data.copy_from_slice(&b[..32]);
         id.copy_from_slice(&b[32..64]);
+        let sealing = SealingKey::new(Cipher::XChaCha20Poly1305, &data);
         Keys {
             data,
             id,
             chunker: u64::from_le_bytes(b[64..72].try_into().expect("8 bytes")),
+            sealing,
         }
     }
 
@@ -168,7 +176,7 @@ impl Keys {
 
     /// Encrypt `plain` as an object of `domain` (`id`: a blob's id).
     pub fn seal(&self, domain: Domain, id: Option<&Id>, plain: &[u8]) -> std::io::Result<Vec<u8>> {
-        seal_with(&self.data, domain, id, plain)
+        self.sealing.seal(&domain.aad(id), plain)
     }
 
     /// Decrypt and authenticate an object sealed by [`Keys::seal`].
@@ -178,51 +186,14 @@ impl Keys {
         id: Option<&Id>,
         sealed: &[u8],
     ) -> Result<Vec<u8>, OpenError> {
-        open_with(&self.data, domain, id, sealed)
+        self.sealing.open(&domain.aad(id), sealed)
     }
 }
 
-fn seal_with(
-    key: &[u8; 32],
-    domain: Domain,
-    id: Option<&Id>,
-    plain: &[u8],
-) -> std::io::Result<Vec<u8>> {
-    // Encrypted in place in the output buffer: one copy of the plain bytes
-    // instead of two (packs carry every stored byte through here).
-    let mut out = Vec::with_capacity(OVERHEAD + plain.len());
-    out.resize(NONCE_LEN, 0);
-    fill_random(&mut out)?;
-    out.extend_from_slice(plain);
-    let (nonce, body) = out.split_at_mut(NONCE_LEN);
-    let tag = XChaCha20Poly1305::new(key.into())
-        .encrypt_in_place_detached(XNonce::from_slice(nonce), &domain.aad(id), body)
-        .map_err(|_| std::io::Error::other("encryption failed"))?;
-    out.extend_from_slice(&tag);
-    Ok(out)
-}
-
-fn open_with(
-    key: &[u8; 32],
-    domain: Domain,
-    id: Option<&Id>,
-    sealed: &[u8],
-) -> Result<Vec<u8>, OpenError> {
-    if sealed.len() < OVERHEAD {
-        return Err(OpenError);
-    }
-    let (nonce, rest) = sealed.split_at(NONCE_LEN);
-    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
-    let mut plain = ct.to_vec();
-    XChaCha20Poly1305::new(key.into())
-        .decrypt_in_place_detached(
-            XNonce::from_slice(nonce),
-            &domain.aad(id),
-            &mut plain,
-            Tag::from_slice(tag),
-        )
-        .map_err(|_| OpenError)?;
-    Ok(plain)
+/// Key slots are sealed with XChaCha20-Poly1305 whatever the repository's
+/// cipher: a slot is opened before the config says which that is.
+fn slot_key(kek: &[u8; 32]) -> SealingKey {
+    SealingKey::new(Cipher::XChaCha20Poly1305, kek)
 }
 
 /// What unlocks a key slot.
@@ -343,7 +314,7 @@ impl KeySlot {
             }
             Secret::KeyFile(k) => ("key-file", None, key_file_kek(k)),
         };
-        let wrapped = seal_with(&kek, Domain::KeySlot, None, &keys.to_bytes()[..])?;
+        let wrapped = slot_key(&kek).seal(&Domain::KeySlot.aad(None), &keys.to_bytes()[..])?;
         Ok(KeySlot {
             version: 1,
             kind: kind.into(),
@@ -379,7 +350,9 @@ impl KeySlot {
         };
         let sealed = hex::decode(&self.wrapped).map_err(|e| SlotError::Malformed(e.to_string()))?;
         let plain = Zeroizing::new(
-            open_with(&kek, Domain::KeySlot, None, &sealed).map_err(|_| SlotError::WrongSecret)?,
+            slot_key(&kek)
+                .open(&Domain::KeySlot.aad(None), &sealed)
+                .map_err(|_| SlotError::WrongSecret)?,
         );
         let bytes: &[u8; KEYS_LEN] = plain[..]
             .try_into()
@@ -482,6 +455,25 @@ impl Codec {
         match self {
             Codec::Plain => Ok(stored),
             Codec::Sealed(k) => k.open(domain, id, &stored),
+        }
+    }
+
+    /// `then` of an object's plain bytes, for objects that are only
+    /// decoded further (blobs, frames): format 1 hands the stored bytes
+    /// over as they are, a sealed object is decrypted straight from them
+    /// into a buffer the thread reuses. `then` copies what it keeps.
+    pub fn open_then<R>(
+        &self,
+        domain: Domain,
+        id: Option<&Id>,
+        stored: Cow<'_, [u8]>,
+        then: impl FnOnce(Cow<'_, [u8]>) -> R,
+    ) -> Result<R, OpenError> {
+        match self {
+            Codec::Plain => Ok(then(stored)),
+            Codec::Sealed(k) => k
+                .sealing
+                .open_then(&domain.aad(id), &stored, |plain| then(Cow::Borrowed(plain))),
         }
     }
 }

@@ -6,6 +6,8 @@
 //! which also checks that the compressed frame decompresses to what went
 //! in); [`decode_frame`] and [`member`] are the reader's half.
 
+use std::borrow::Cow;
+
 use cairn_chunk::compress::{decompress, decompresses_to};
 use cairn_chunk::{Compression, Id};
 
@@ -138,11 +140,15 @@ impl FrameBuf {
 }
 
 /// The plain bytes of a frame from its stored (already opened) bytes.
-pub fn decode_frame(opened: Vec<u8>, compressed: bool, raw_len: u32) -> Result<Vec<u8>, String> {
+pub fn decode_frame(
+    opened: Cow<'_, [u8]>,
+    compressed: bool,
+    raw_len: u32,
+) -> Result<Vec<u8>, String> {
     let plain = if compressed {
         decompress(&opened, raw_len as usize).map_err(|e| e.to_string())?
     } else {
-        opened
+        opened.into_owned()
     };
     if plain.len() != raw_len as usize {
         return Err(format!(
@@ -193,7 +199,7 @@ mod tests {
             prop_assert!(f.is_empty());
             let entries = c.entries(16, c.stored.len() as u32);
             prop_assert_eq!(entries.len(), blobs.len());
-            let plain = decode_frame(c.stored.clone(), c.compressed, c.raw_len).unwrap();
+            let plain = decode_frame(Cow::Borrowed(&c.stored), c.compressed, c.raw_len).unwrap();
             for (e, b) in entries.iter().zip(&blobs) {
                 prop_assert_eq!(e.offset, 16);
                 if c.is_frame() {

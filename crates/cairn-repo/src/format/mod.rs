@@ -1,6 +1,7 @@
 //! The repository's objects as bytes: pure encoding and decoding, no I/O.
 //! Every decoder refuses what docs/FORMAT.md does not allow.
 
+pub mod aead;
 pub(crate) mod codec;
 pub mod config;
 pub mod crypto;

@@ -396,7 +396,7 @@ fn read_pack(repo: &Repository, pack: &Id, entries: &[BlobEntry]) -> Result<u64,
         };
         // Frame members share their frame's bytes: the repository's cache
         // of decoded frames decodes each frame once.
-        repo.decode_stored(&loc, stored.to_vec())
+        repo.decode_stored(&loc, stored.into())
             .map_err(|err| err.to_string())?;
     }
     Ok(entries.len() as u64)

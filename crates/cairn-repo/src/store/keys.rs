@@ -8,7 +8,7 @@ use cairn_chunk::Id;
 use serde::{Deserialize, Serialize};
 
 use crate::format::config::{Config, FORMAT_VERSION};
-use crate::format::crypto::{Codec, Domain, KeySlot, Keys, Secret, SlotError};
+use crate::format::crypto::{Cipher, Codec, Domain, KeySlot, Keys, Secret, SlotError};
 use crate::format::layout::{self, FileType};
 use crate::store::backend::{BackendError, LocationState};
 use crate::{Backend, Error, Result};
@@ -39,9 +39,6 @@ struct SealedConfig {
     /// The sealed JSON of [`Config`], hex.
     config: String,
 }
-
-/// The cipher format 2 uses.
-const CIPHER: &str = "xchacha20-poly1305";
 
 /// A repository's config, how its objects are stored, and which key slot
 /// unlocked it.
@@ -88,14 +85,26 @@ pub(crate) fn read_config(backend: &dyn Backend, keys: &dyn KeySource) -> Result
     }
     let sealed: SealedConfig =
         serde_json::from_value(value).map_err(|e| Error::corrupt("config", &location, e))?;
-    if sealed.encryption != CIPHER {
-        return Err(Error::corrupt(
-            "config",
-            &location,
-            format!("unknown encryption {:?}", sealed.encryption),
-        ));
-    }
+    // Checked before any secret is asked for: a cipher this cairn does not
+    // know is never guessed at.
+    let cipher = match Cipher::from_name(&sealed.encryption) {
+        Some(Cipher::Aes256Gcm) if sealed.version < 3 => {
+            return Err(Error::corrupt(
+                "config",
+                &location,
+                "aes-256-gcm in a format-2 repository",
+            ))
+        }
+        Some(c) => c,
+        None => {
+            return Err(Error::UnknownEncryption {
+                location,
+                name: sealed.encryption,
+            })
+        }
+    };
     let (keys, slot) = unlock(backend, &sealed.id, keys)?;
+    let keys = keys.with_cipher(cipher);
     let ct = hex::decode(&sealed.config).map_err(|e| Error::corrupt("config", &location, e))?;
     let plain = keys
         .open(Domain::Config, Some(&sealed.id), &ct)
@@ -184,7 +193,8 @@ pub struct Owner {
 
 /// Create an encrypted (format 2, or 3 with frames) repository: fresh secrets (naming and
 /// cutting chunks as the encrypted repository `chunking_of` does, if given),
-/// one key slot for `secret`, then the sealed config.
+/// one key slot for `secret`, then the sealed config. `cipher`: the one
+/// asked for, else the best for this machine (docs/FORMAT.md 13).
 pub fn init_encrypted(
     backend: &dyn Backend,
     config: &Config,
@@ -192,7 +202,13 @@ pub fn init_encrypted(
     iterations: u32,
     owner: &Owner,
     chunking_of: Option<&Codec>,
+    cipher: Option<Cipher>,
 ) -> Result<()> {
+    let version = config.version.max(2);
+    let cipher = cipher.unwrap_or_else(|| Cipher::for_new_repository(version));
+    if cipher == Cipher::Aes256Gcm && version < 3 {
+        return Err(Error::CipherNeedsFormat3(cipher.name()));
+    }
     crate::store::repository::require_vacant(backend)?;
     let keys = match chunking_of {
         Some(Codec::Sealed(other)) => Keys::sharing_chunking_with(other),
@@ -204,7 +220,8 @@ pub fn init_encrypted(
     put_slot(backend, &slot)?;
     let mut inner = config.clone();
     // Format 2, or 3 for a config with frames (docs/FORMAT.md 14).
-    inner.version = inner.version.max(2);
+    inner.version = version;
+    let keys = keys.with_cipher(cipher);
     let plain = serde_json::to_vec(&inner).expect("config serializes");
     let ct = keys
         .seal(Domain::Config, Some(&inner.id), &plain)
@@ -212,7 +229,7 @@ pub fn init_encrypted(
     let header = SealedConfig {
         version: inner.version,
         id: inner.id,
-        encryption: CIPHER.into(),
+        encryption: keys.cipher().name().into(),
         config: hex::encode(ct),
     };
     backend.put(

@@ -301,13 +301,10 @@ impl Packer {
         let sealed;
         let stored = match &*self.codec {
             Codec::Plain => stored,
-            Codec::Sealed(_) => {
-                sealed = seal(
-                    &self.codec,
-                    Domain::Blob(self.kind),
-                    Some(&id),
-                    stored.to_vec(),
-                )?;
+            Codec::Sealed(keys) => {
+                sealed = keys
+                    .seal(Domain::Blob(self.kind), Some(&id), stored)
+                    .map_err(random_failed)?;
                 &sealed[..]
             }
         };

@@ -4,6 +4,8 @@
 //! member is cut out of its decoded frame (docs/FORMAT.md 14), which the
 //! repository keeps a few of.
 
+use std::borrow::Cow;
+
 use cairn_chunk::compress::decompress;
 use cairn_chunk::Id;
 
@@ -98,7 +100,7 @@ impl Repository {
 
     /// Decode a blob from its stored bytes (for a frame member, the
     /// frame's), using and filling the cache of decoded frames.
-    pub(crate) fn decode_stored(&self, loc: &Location, stored: Vec<u8>) -> Result<Vec<u8>> {
+    pub(crate) fn decode_stored(&self, loc: &Location, stored: Cow<'_, [u8]>) -> Result<Vec<u8>> {
         let limits = self.config().blob_limits();
         if loc.entry.frame.is_none() {
             return decode_blob(self.codec(), &limits, loc, stored);
@@ -114,11 +116,12 @@ impl Repository {
 
     /// As [`Repository::decode_stored`], for bytes a range read lends.
     /// Every member of a frame arrives with the whole frame's stored bytes:
-    /// they are copied and decoded only when the frame is not cached yet.
+    /// they are decoded only when the frame is not cached yet, and read in
+    /// place (opened or decompressed from the loan, never copied first).
     fn decode_lent(&self, loc: &Location, stored: &[u8]) -> Result<Vec<u8>> {
         match self.cached_member(loc) {
             Some(member) => member,
-            None => self.decode_stored(loc, stored.to_vec()),
+            None => self.decode_stored(loc, Cow::Borrowed(stored)),
         }
     }
 
@@ -152,8 +155,10 @@ impl Repository {
                 if e.frame.is_some() {
                     return self.decode_lent(&loc, s);
                 }
-                let opened = open_blob(self.codec(), &loc, s.to_vec())?;
-                decode_opened(self.codec(), &limits, &loc, opened.clone()).map(|_| opened)
+                open_blob(self.codec(), &loc, Cow::Borrowed(s), |opened| {
+                    decode_opened(self.codec(), &limits, &loc, Cow::Borrowed(&opened))?;
+                    Ok(opened.into_owned())
+                })?
             });
             each(e, verified)
         })
@@ -271,14 +276,15 @@ pub fn decode_blob(
     codec: &Codec,
     limits: &BlobLimits,
     loc: &Location,
-    stored: Vec<u8>,
+    stored: Cow<'_, [u8]>,
 ) -> Result<Vec<u8>> {
     if loc.entry.frame.is_some() {
         let frame = decode_frame_at(codec, limits, loc, stored)?;
         return member_of(codec, loc, &frame);
     }
-    let opened = open_blob(codec, loc, stored)?;
-    decode_opened(codec, limits, loc, opened)
+    open_blob(codec, loc, stored, |opened| {
+        decode_opened(codec, limits, loc, opened)
+    })?
 }
 
 /// The plain bytes of the frame that holds the member at `loc`.
@@ -286,7 +292,7 @@ fn decode_frame_at(
     codec: &Codec,
     limits: &BlobLimits,
     loc: &Location,
-    stored: Vec<u8>,
+    stored: Cow<'_, [u8]>,
 ) -> Result<Vec<u8>> {
     let e = &loc.entry;
     let corrupt = |err: String| {
@@ -298,10 +304,12 @@ fn decode_frame_at(
     };
     limits.check(e).map_err(corrupt)?;
     let frame_len = e.frame.map_or(0, |f| f.raw_len);
-    let opened = codec
-        .open(Domain::Frame(e.kind), None, stored)
-        .map_err(|err| corrupt(err.to_string()))?;
-    decode_frame(opened, e.compressed(), frame_len).map_err(corrupt)
+    codec
+        .open_then(Domain::Frame(e.kind), None, stored, |opened| {
+            decode_frame(opened, e.compressed(), frame_len)
+        })
+        .map_err(|err| corrupt(err.to_string()))?
+        .map_err(corrupt)
 }
 
 /// Cut a member out of its decoded frame and check it against its id.
@@ -323,11 +331,16 @@ fn member_of(codec: &Codec, loc: &Location, frame: &[u8]) -> Result<Vec<u8>> {
     Ok(raw.to_vec())
 }
 
-/// The stored bytes of a blob with their seal removed and checked.
-fn open_blob(codec: &Codec, loc: &Location, stored: Vec<u8>) -> Result<Vec<u8>> {
+/// `then` of a blob's stored bytes, their seal removed and checked.
+fn open_blob<R>(
+    codec: &Codec,
+    loc: &Location,
+    stored: Cow<'_, [u8]>,
+    then: impl FnOnce(Cow<'_, [u8]>) -> R,
+) -> Result<R> {
     let e = &loc.entry;
     codec
-        .open(Domain::Blob(e.kind), Some(&e.id), stored)
+        .open_then(Domain::Blob(e.kind), Some(&e.id), stored, then)
         .map_err(|err| Error::corrupt("blob", e.id, format!("in pack {}: {err}", loc.pack.short())))
 }
 
@@ -338,7 +351,7 @@ fn decode_opened(
     codec: &Codec,
     limits: &BlobLimits,
     loc: &Location,
-    stored: Vec<u8>,
+    stored: Cow<'_, [u8]>,
 ) -> Result<Vec<u8>> {
     let e = &loc.entry;
     limits.check(e).map_err(|why| {
@@ -349,7 +362,7 @@ fn decode_opened(
             Error::corrupt("blob", e.id, format!("in pack {}: {err}", loc.pack.short()))
         })?
     } else {
-        stored
+        stored.into_owned()
     };
     if raw.len() != e.raw_len as usize {
         return Err(Error::corrupt(
@@ -466,13 +479,15 @@ mod tests {
             .compress(&vec![0u8; 2 << 20])
             .unwrap();
         let stored_len = z.len() as u32;
-        let e =
-            decode_blob(&Codec::Plain, &limits, &loc(2 << 20, stored_len), z.clone()).unwrap_err();
+        let plain = |raw, stored, z: &[u8]| {
+            decode_blob(&Codec::Plain, &limits, &loc(raw, stored), z.into()).unwrap_err()
+        };
+        let e = plain(2 << 20, stored_len, &z);
         assert!(matches!(e, Error::Corrupt { .. }), "{e}");
         assert!(e.to_string().contains("plain length"), "{e}");
-        let e = decode_blob(&Codec::Plain, &limits, &loc(u32::MAX, stored_len), z).unwrap_err();
+        let e = plain(u32::MAX, stored_len, &z);
         assert!(e.to_string().contains("plain length"), "{e}");
-        let e = decode_blob(&Codec::Plain, &limits, &loc(100, u32::MAX), Vec::new()).unwrap_err();
+        let e = plain(100, u32::MAX, &[]);
         assert!(e.to_string().contains("stored length"), "{e}");
     }
 }

@@ -73,7 +73,7 @@ impl Repository {
             entry: *entry,
         };
         let limits = self.config().blob_limits();
-        let Ok(raw) = decode_blob(self.codec(), &limits, &loc, stored.to_vec()) else {
+        let Ok(raw) = decode_blob(self.codec(), &limits, &loc, stored.into()) else {
             return Vec::new();
         };
         let Ok(tree) = Tree::decode(&raw) else {

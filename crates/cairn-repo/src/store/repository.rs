@@ -381,7 +381,9 @@ impl Repository {
         let e = &loc.entry;
         let cached_as = (e.kind == BlobKind::Tree).then(|| format!("trees/{}", e.id));
         if let Some(stored) = cached_as.as_deref().and_then(|k| self.objects.get(k)) {
-            if let Ok(raw) = decode_blob(&self.codec, &self.config.blob_limits(), loc, stored) {
+            if let Ok(raw) =
+                decode_blob(&self.codec, &self.config.blob_limits(), loc, stored.into())
+            {
                 return Ok(raw);
             }
         }
@@ -399,7 +401,7 @@ impl Repository {
         if let Some(k) = &cached_as {
             self.objects.put(k, &stored);
         }
-        self.decode_stored(loc, stored)
+        self.decode_stored(loc, stored.into())
     }
 
     /// Load and decode a tree.
