@@ -56,6 +56,7 @@ fn prune_now(repo: &Repository) {
     let opts = PruneOptions {
         max_unused_percent: 5.0,
         dry_run: false,
+        segment_entries: cairn_repo::ops::prune::SEGMENT_ENTRIES,
     };
     prune(repo, &opts).unwrap();
 }
@@ -259,6 +260,7 @@ fn check_names_packs_a_plan_dooms() {
     let opts_prune = PruneOptions {
         max_unused_percent: 5.0,
         dry_run: false,
+        segment_entries: cairn_repo::ops::prune::SEGMENT_ENTRIES,
     };
     assert!(prune(&repo, &opts_prune).is_err());
     faults.heal();
@@ -645,6 +647,7 @@ mod prune_protocol {
             &cairn_repo::ops::prune::PruneOptions {
                 max_unused_percent: 0.0,
                 dry_run: false,
+                segment_entries: cairn_repo::ops::prune::SEGMENT_ENTRIES,
             },
         );
         assert!(r.is_err(), "the prune was meant to stop: {r:?}");

@@ -180,6 +180,7 @@ impl World {
                 let opts = PruneOptions {
                     max_unused_percent: *max_unused,
                     dry_run: false,
+                    segment_entries: 5,
                 };
                 prune(&self.repo, &opts).map_err(|e| err("prune", e))?;
             }

@@ -45,6 +45,7 @@ pub fn forget(cli: &Cli, out: &Out, args: &ForgetArgs) -> Result<u8> {
         let opts = PruneOptions {
             max_unused_percent: DEFAULT_MAX_UNUSED,
             dry_run: args.dry_run,
+            segment_entries: cairn_repo::ops::prune::SEGMENT_ENTRIES,
         };
         Some(prune(&repo, &opts)?)
     } else {

@@ -30,6 +30,7 @@ pub fn prune(cli: &Cli, out: &Out, args: &PruneArgs) -> Result<u8> {
     let opts = PruneOptions {
         max_unused_percent: percent(&args.max_unused)?,
         dry_run: args.dry_run,
+        segment_entries: cairn_repo::ops::prune::SEGMENT_ENTRIES,
     };
     prune_and_report(&repo, out, &opts)
 }

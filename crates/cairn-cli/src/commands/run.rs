@@ -309,6 +309,7 @@ fn maintain(cli: &Cli, repo: &Repository, profile: &Profile) -> Maintenance {
         let opts = PruneOptions {
             max_unused_percent: DEFAULT_MAX_UNUSED,
             dry_run: false,
+            segment_entries: cairn_repo::ops::prune::SEGMENT_ENTRIES,
         };
         let result = prune(repo, &opts).map_err(|e| e.to_string());
         if result.is_ok() {

@@ -344,10 +344,9 @@ impl Repository {
     /// cache load again from the repository: blobs keep their first
     /// location in the cache, and those of the superseded segments may be
     /// in packs about to be deleted.
-    pub fn write_segment(&self, mut seg: Segment) -> Result<Id> {
+    pub fn write_segment(&self, seg: Segment) -> Result<Id> {
         let supersedes = !seg.supersedes.is_empty();
-        seg.supersedes.push(crate::random::random_id());
-        let id = self.put_named(FileType::Index, Domain::Index, seg.encode())?;
+        let (id, seg) = self.store_segment(seg)?;
         if supersedes {
             let mut attempts = 0;
             loop {
@@ -363,6 +362,15 @@ impl Repository {
             self.index.add_segment(&id, &seg)?;
         }
         Ok(id)
+    }
+
+    /// Store a segment durably (salted, see [`Repository::write_segment`])
+    /// without recording it in the cache: the next refresh loads it. For a
+    /// writer that supersedes the old index right after (prune).
+    pub(crate) fn store_segment(&self, mut seg: Segment) -> Result<(Id, Segment)> {
+        seg.supersedes.push(crate::random::random_id());
+        let id = self.put_named(FileType::Index, Domain::Index, seg.encode())?;
+        Ok((id, seg))
     }
 
     /// Where a blob is.

@@ -90,6 +90,7 @@ pub fn prune_now(repo: &Repository) -> Result<PruneReport> {
         &PruneOptions {
             max_unused_percent: 5.0,
             dry_run: false,
+            segment_entries: 5,
         },
     )
 }

@@ -2,13 +2,14 @@
 //! deleting what a running backup may reference, and without making backups
 //! wait. The protocol (docs/FORMAT.md section 11) in short:
 //!
-//! 1. find every blob the snapshots reference;
+//! 1. find every blob the snapshots reference (a compact set that may
+//!    take an unused blob for used, never the reverse);
 //! 2. keep packs that are (mostly) used; copy the used blobs of packs that are
 //!    mostly unused into new packs; everything else is *doomed*
-//!    ([`PrunePlan::compute`], a pure function);
-//! 3. write one index segment that supersedes all segments read (kept, new
-//!    and doomed packs: every blob stays locatable, so every snapshot stays
-//!    restorable);
+//!    ([`PrunePlan::compute`], from the index read a segment at a time);
+//! 3. write a new index (kept, new and doomed packs: every blob stays
+//!    locatable, so every snapshot stays restorable) as several segments,
+//!    the last of which supersedes all segments read;
 //! 4. write a *plan* naming the doomed packs, then record the backups (lock
 //!    runs) alive once it is visible. Index caches load plans and never
 //!    deduplicate against a doomed pack, so no backup that reads the index
@@ -21,21 +22,31 @@
 //! (a segment, a plan, a lock, a doomed pack's table) makes the prune keep
 //! data or fail, never delete.
 
-use std::collections::{HashMap, HashSet};
+mod deletable;
+mod plan;
+mod segments;
+mod used;
+
+use std::collections::HashSet;
 
 use cairn_chunk::Id;
 use serde::Serialize;
 
 use crate::format::layout::{self, FileType};
-use crate::format::pack::{BlobEntry, BlobKind};
+use crate::format::pack::BlobKind;
 use crate::format::plan::Plan;
-use crate::format::segment::{PackRecord, Segment};
+use crate::format::segment::PackRecord;
 use crate::ops::progress::{stop_if_cancelled, NoProgress, WorkProgress};
-use crate::ops::walk::{referenced, Referenced};
 use crate::store::lock::{live_runs, PruneLock};
 use crate::store::packer::{clean_spool, Uploader};
 use crate::store::plans;
 use crate::{Error, Repository, Result};
+
+use deletable::Deletable;
+pub use plan::{Fate, PrunePlan};
+pub use segments::SEGMENT_ENTRIES;
+use segments::{for_each_record, SegmentScan, SegmentWriter};
+pub use used::{used_blobs, UsedBlobs};
 
 /// How to prune.
 #[derive(Clone, Debug)]
@@ -44,6 +55,20 @@ pub struct PruneOptions {
     pub max_unused_percent: f64,
     /// Report, change nothing.
     pub dry_run: bool,
+    /// Entries per index segment written ([`SEGMENT_ENTRIES`]; tests make
+    /// it small to exercise an index written as many segments).
+    pub segment_entries: usize,
+}
+
+impl PruneOptions {
+    /// The defaults, with this threshold.
+    pub fn new(max_unused_percent: f64, dry_run: bool) -> PruneOptions {
+        PruneOptions {
+            max_unused_percent,
+            dry_run,
+            segment_entries: SEGMENT_ENTRIES,
+        }
+    }
 }
 
 /// What a prune did (or would do).
@@ -86,131 +111,6 @@ pub struct PruneReport {
 /// Spool files older than this belong to backups that died.
 const SPOOL_STALE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-/// What to do with every pack, decided from the index and the set of used
-/// blobs alone.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PrunePlan {
-    /// The index to publish (kept, repacked and doomed packs all listed, so
-    /// every blob stays locatable until the plan is carried out).
-    pub keep: Vec<PackRecord>,
-    /// Used blobs to copy out of mostly unused packs, by pack.
-    pub repack: Vec<PackRecord>,
-    /// Packs to delete once no backup that might use them runs.
-    pub doomed: Vec<Id>,
-    /// Counts for the report.
-    pub report: PruneReport,
-}
-
-impl PrunePlan {
-    /// Decide: a pack whose unused bytes are at most `max_unused_percent` is
-    /// kept; one with some used blobs is repacked (its used blobs copied,
-    /// the pack doomed); one with none, or stored but in no index, is doomed.
-    /// Mostly used packs are judged first, so a blob stored twice is kept
-    /// where it costs nothing. An indexed pack that is not stored never
-    /// counts as a copy of anything: its record is dropped if nothing in it
-    /// is used, else kept as it is (the damage stays visible to `check`).
-    pub fn compute(
-        indexed: Vec<PackRecord>,
-        stored: &HashSet<Id>,
-        used: &Referenced,
-        max_unused_percent: f64,
-    ) -> PrunePlan {
-        let mut plan = PrunePlan::default();
-        let mut kept_blobs: HashSet<Id> = HashSet::new();
-        let mut seen: HashSet<Id> = HashSet::new();
-        let mut records = indexed;
-        records.sort_by_key(|p| std::cmp::Reverse(used_share(p, used)));
-        for pack in records {
-            if !seen.insert(pack.pack) {
-                continue;
-            }
-            if stored.contains(&pack.pack) {
-                plan.judge(pack, used, &mut kept_blobs, max_unused_percent);
-            } else if pack.entries.iter().any(|e| used.contains(&e.id)) {
-                plan.keep.push(pack);
-            } else {
-                plan.report.packs_missing_dropped += 1;
-            }
-        }
-        // Packs no segment lists: left by a crashed backup, or being written
-        // by a running one. The plan's wait list protects the latter.
-        let mut unindexed: Vec<Id> = stored.difference(&seen).copied().collect();
-        unindexed.sort();
-        plan.report.packs_unused += unindexed.len() as u64;
-        plan.doomed.extend(unindexed);
-        plan
-    }
-
-    fn judge(
-        &mut self,
-        pack: PackRecord,
-        used: &Referenced,
-        kept_blobs: &mut HashSet<Id>,
-        max_unused_percent: f64,
-    ) {
-        let r = &mut self.report;
-        let total: u64 = pack.entries.iter().map(|e| e.stored_share()).sum();
-        let useful: u64 = pack
-            .entries
-            .iter()
-            .filter(|e| used.contains(&e.id) && !kept_blobs.contains(&e.id))
-            .map(|e| e.stored_share())
-            .sum();
-        let in_use = pack.entries.iter().filter(|e| used.contains(&e.id)).count() as u64;
-        r.blobs_used += in_use;
-        r.blobs_unused += pack.entries.len() as u64 - in_use;
-        if useful == 0 {
-            r.packs_unused += 1;
-            self.doomed.push(pack.pack);
-        } else if (total - useful) as f64 * 100.0 > max_unused_percent * total as f64 {
-            r.packs_repacked += 1;
-            let copy: Vec<BlobEntry> = pack
-                .entries
-                .iter()
-                .filter(|e| used.contains(&e.id) && kept_blobs.insert(e.id))
-                .copied()
-                .collect();
-            r.blobs_repacked += copy.len() as u64;
-            r.bytes_repacked += copy.iter().map(|e| e.stored_share()).sum::<u64>();
-            self.doomed.push(pack.pack);
-            self.repack.push(PackRecord {
-                pack: pack.pack,
-                entries: copy,
-            });
-        } else {
-            kept_blobs.extend(
-                pack.entries
-                    .iter()
-                    .filter(|e| used.contains(&e.id))
-                    .map(|e| e.id),
-            );
-            r.packs_kept += 1;
-        }
-        self.keep.push(pack);
-    }
-
-    /// Whether there is anything to do.
-    pub fn is_empty(&self) -> bool {
-        self.doomed.is_empty() && self.repack.is_empty()
-    }
-}
-
-fn used_share(p: &PackRecord, used: &Referenced) -> u64 {
-    let total: u64 = p
-        .entries
-        .iter()
-        .map(|e| e.stored_share())
-        .sum::<u64>()
-        .max(1);
-    let useful: u64 = p
-        .entries
-        .iter()
-        .filter(|e| used.contains(&e.id))
-        .map(|e| e.stored_share())
-        .sum();
-    useful * 1000 / total
-}
-
 /// Refuse to go on while some snapshot or index segment is damaged: the
 /// data a damaged snapshot references, or the packs only a damaged segment
 /// lists, would look unused and be deleted. The snapshots are listed
@@ -243,21 +143,15 @@ fn damaged_segment(d: crate::store::repository::Damaged) -> Error {
     }
 }
 
-/// The index segments, failing on a damaged one: what it supersedes would
-/// count again.
-fn undamaged_segments(repo: &Repository) -> Result<crate::store::repository::IndexSegments> {
-    let segments = repo.index_segments()?;
-    match segments.damaged.first() {
-        Some(d) => Err(damaged_segment(d.clone())),
-        None => Ok(segments),
-    }
+/// Every blob some snapshot references; fails on damage.
+fn used_by_snapshots(repo: &Repository) -> Result<UsedBlobs> {
+    let snapshots = require_undamaged(repo)?;
+    used_blobs(repo, snapshots.into_iter().map(|(_, s)| s.tree))
 }
 
-/// Every blob some snapshot references; fails on damage.
-fn used_blobs(repo: &Repository) -> Result<Referenced> {
-    let snapshots = require_undamaged(repo)?;
-    referenced(repo, snapshots.into_iter().map(|(_, s)| s.tree))
-}
+/// Blobs of repacked packs copied per batch (one uploader each): bounds
+/// the new packs' records held at once.
+const COPY_ENTRIES: usize = 256 * 1024;
 
 /// Run a prune: carry out earlier plans that are no longer blocked, then
 /// plan (and if nothing blocks it, carry out) this one.
@@ -282,24 +176,27 @@ pub fn prune_with(
         )?),
     };
     if !opts.dry_run {
-        carry_out_plans(repo, &mut carried, progress)?;
+        carry_out_plans(repo, opts, &mut carried, progress)?;
         // A backup writes its spool files continuously; a day-old one is
         // from a backup that died.
         carried.spool_files_removed = clean_spool(&**repo.backend(), SPOOL_STALE);
     }
     stop_if_cancelled(progress)?;
-    let used = used_blobs(repo)?;
+    let used = used_by_snapshots(repo)?;
     stop_if_cancelled(progress)?;
-    let segments = undamaged_segments(repo)?.effective;
-    let seg_ids: Vec<Id> = segments.iter().map(|(id, _)| *id).collect();
-    let indexed = segments.into_iter().flat_map(|(_, s)| s.packs).collect();
+    let scan = segments::scan(repo)?;
+    // Listed after the segments were read: a pack a segment names was
+    // stored before that segment.
     let stored: HashSet<Id> = repo.list(FileType::Pack)?.into_keys().collect();
-    let plan = PrunePlan::compute(indexed, &stored, &used, opts.max_unused_percent);
+    let mut records = |each: &mut dyn FnMut(PackRecord) -> Result<()>| {
+        for_each_record(repo, &scan.effective, each)
+    };
+    let plan = PrunePlan::compute(&mut records, &stored, &used, opts.max_unused_percent)?;
     let mut report = merge(plan.report.clone(), carried);
     if opts.dry_run || plan.is_empty() {
         return Ok(report);
     }
-    execute(repo, plan, seg_ids, &mut report, progress)?;
+    execute(repo, opts, plan, &scan, used, &mut report, progress)?;
     repo.refresh_index()?;
     Ok(report)
 }
@@ -321,34 +218,83 @@ fn merge(mut planned: PruneReport, carried: PruneReport) -> PruneReport {
 /// unless a running backup holds it back.
 fn execute(
     repo: &Repository,
-    plan: PrunePlan,
-    seg_ids: Vec<Id>,
+    opts: &PruneOptions,
+    mut plan: PrunePlan,
+    scan: &SegmentScan,
+    used: UsedBlobs,
     report: &mut PruneReport,
     progress: &dyn WorkProgress,
 ) -> Result<()> {
-    let mut keep = plan.keep;
-    keep.extend(copy_blobs(repo, &plan.repack, progress)?);
-    // Still lists the doomed packs: until the plan is carried out, a snapshot
-    // written by a backup that started earlier may need them.
-    repo.write_segment(Segment {
-        supersedes: seg_ids.clone(),
-        packs: keep,
+    progress.expect(plan.report.packs_repacked, plan.copy_raw_bytes);
+    let mut index = SegmentWriter::new(repo, opts.segment_entries);
+    let mut batch = CopyBatch::default();
+    for_each_record(repo, &scan.effective, &mut |record| {
+        match plan.take(&record.pack) {
+            // Still listed when doomed: until the plan is carried out, a
+            // snapshot written by a backup that started earlier may need it.
+            Some(Fate::Keep | Fate::Doom) => index.add(record),
+            Some(Fate::Repack { mut copy }) => {
+                let entries = plan.to_copy(&record, &mut copy, &used);
+                batch.add(record.pack, entries);
+                index.add(record)?;
+                match batch.entries >= COPY_ENTRIES {
+                    true => batch.copy(repo, &mut index, progress),
+                    false => Ok(()),
+                }
+            }
+            Some(Fate::Drop) | None => Ok(()),
+        }
     })?;
+    drop(used);
+    batch.copy(repo, &mut index, progress)?;
+    // Only now, with the kept, new and doomed packs all listed, does the
+    // old index stop being in force.
+    index.finish(scan.effective.clone())?;
     let stored_plan = Plan {
         version: 1,
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        packs: plan.doomed,
-        segments: seg_ids,
+        packs: std::mem::take(&mut plan.doomed),
+        segments: scan.effective.clone(),
     };
+    drop(plan);
     let plan_id = plans::write(&**repo.backend(), repo.codec(), &stored_plan)?;
     // Locks are listed only now that the plan is visible: a backup not
     // listed here reads the index after this point and sees the plan.
     let wait = plans::write_wait(&**repo.backend(), repo.codec(), &plan_id)?;
     if wait.runs.is_empty() {
-        carry_out(repo, &plan_id, &stored_plan, report, progress)
+        carry_out(repo, opts, &plan_id, &stored_plan, report, progress)
     } else {
         report.packs_deferred += stored_plan.packs.len() as u64;
         report.blocking_backups += wait.runs.len() as u64;
+        Ok(())
+    }
+}
+
+/// Used blobs of repacked packs waiting to be copied.
+#[derive(Default)]
+struct CopyBatch {
+    packs: Vec<PackRecord>,
+    entries: usize,
+}
+
+impl CopyBatch {
+    fn add(&mut self, pack: Id, entries: Vec<crate::format::pack::BlobEntry>) {
+        self.entries += entries.len();
+        self.packs.push(PackRecord { pack, entries });
+    }
+
+    /// Copy them into new packs and list those in the new index.
+    fn copy(
+        &mut self,
+        repo: &Repository,
+        index: &mut SegmentWriter,
+        progress: &dyn WorkProgress,
+    ) -> Result<()> {
+        let packs = std::mem::take(&mut self.packs);
+        self.entries = 0;
+        for record in copy_blobs(repo, &packs, progress)? {
+            index.add(record)?;
+        }
         Ok(())
     }
 }
@@ -363,7 +309,6 @@ fn copy_blobs(
         return Ok(Vec::new());
     }
     let bytes = |p: &PackRecord| p.entries.iter().map(|e| u64::from(e.raw_len)).sum::<u64>();
-    progress.expect(packs.len() as u64, packs.iter().map(bytes).sum());
     let uploader = Uploader::start(repo.backend().clone(), repo.codec().clone(), false);
     let target = repo.config().pack_size as usize;
     let result = (|| -> Result<()> {
@@ -372,8 +317,9 @@ fn copy_blobs(
             .framed(repo.config());
         let trees = uploader.packer(BlobKind::Tree, target);
         for pack in packs {
-            // Packs written so far are in no index yet: a later prune
-            // deletes them as unused.
+            // Packs written so far are in no index yet, or in segments that
+            // supersede nothing (earlier batches): the old index stays in
+            // force, and a later prune judges them like any other pack.
             stop_if_cancelled(progress)?;
             progress.working_on(&format!("pack {}", pack.pack.to_hex()));
             let mut failed = None;
@@ -405,6 +351,7 @@ fn copy_blobs(
 /// Carry out every stored plan whose blocking backups have all finished.
 fn carry_out_plans(
     repo: &Repository,
+    opts: &PruneOptions,
     report: &mut PruneReport,
     progress: &dyn WorkProgress,
 ) -> Result<()> {
@@ -426,7 +373,7 @@ fn carry_out_plans(
             report.blocking_backups += blocking;
             continue;
         }
-        carry_out(repo, &stored.id, &plan, report, progress)?;
+        carry_out(repo, opts, &stored.id, &plan, report, progress)?;
     }
     Ok(())
 }
@@ -437,59 +384,47 @@ fn carry_out_plans(
 /// read error fails the prune, and the plan is carried out next time.
 fn carry_out(
     repo: &Repository,
+    opts: &PruneOptions,
     plan_id: &Id,
     plan: &Plan,
     report: &mut PruneReport,
     progress: &dyn WorkProgress,
 ) -> Result<()> {
-    let used = used_blobs(repo)?;
-    let segments = undamaged_segments(repo)?;
+    let used = used_by_snapshots(repo)?;
+    let scan = segments::scan(repo)?;
     let doomed: HashSet<Id> = plan.packs.iter().copied().collect();
     let stored = repo.list(FileType::Pack)?;
-    // Blobs that stay available outside the doomed packs (in packs that
-    // are really there).
-    let available: HashSet<Id> = segments
-        .effective
-        .iter()
-        .flat_map(|(_, s)| s.packs.iter())
-        .filter(|p| !doomed.contains(&p.pack) && stored.contains_key(&p.pack))
-        .flat_map(|p| p.entries.iter().map(|e| e.id))
-        .collect();
-    let mut delete: HashMap<Id, u64> = HashMap::new();
+    let mut check = Deletable::new(repo, &scan, &doomed, &stored);
     for pack in &plan.packs {
         let Some(&size) = stored.get(pack) else {
             continue; // gone already (an earlier attempt deleted it)
         };
-        let needed = match repo.read_pack_table(pack, size) {
-            Ok(entries) => entries
-                .iter()
-                .any(|e| used.contains(&e.id) && !available.contains(&e.id)),
+        match repo.read_pack_table(pack, size) {
+            Ok(entries) => {
+                let wanted = entries.iter().filter(|e| used.contains(&e.id));
+                check.add(*pack, size, wanted.map(|e| e.id).collect())?;
+            }
             // What it holds is unknown this time: keep it.
-            Err(Error::Corrupt { .. }) => true,
+            Err(Error::Corrupt { .. }) => check.resurrected += 1,
             Err(e) => return Err(e),
-        };
-        if needed {
-            report.packs_resurrected += 1;
-        } else {
-            delete.insert(*pack, size);
         }
     }
-    let seg_ids: Vec<Id> = segments.effective.iter().map(|(id, _)| *id).collect();
+    drop(used);
+    let (delete, resurrected) = check.finish()?;
+    report.packs_resurrected += resurrected;
     // Doomed packs that are gone leave the index too: no backup may
     // deduplicate against them once the plan no longer marks them.
-    let remaining: Vec<PackRecord> = segments
-        .effective
-        .into_iter()
-        .flat_map(|(_, s)| s.packs)
-        .filter(|p| {
-            !delete.contains_key(&p.pack)
-                && (stored.contains_key(&p.pack) || !doomed.contains(&p.pack))
-        })
-        .collect();
-    repo.write_segment(Segment {
-        supersedes: seg_ids.clone(),
-        packs: remaining,
+    let mut index = SegmentWriter::new(repo, opts.segment_entries);
+    let mut listed: HashSet<Id> = HashSet::new();
+    for_each_record(repo, &scan.effective, &mut |record| {
+        let keep = !delete.contains_key(&record.pack)
+            && (stored.contains_key(&record.pack) || !doomed.contains(&record.pack));
+        match keep && listed.insert(record.pack) {
+            true => index.add(record),
+            false => Ok(()),
+        }
     })?;
+    index.finish(scan.effective.clone())?;
     progress.expect(delete.len() as u64, 0);
     for (pack, size) in &delete {
         progress.working_on(&format!("pack {}", pack.to_hex()));
@@ -498,84 +433,8 @@ fn carry_out(
         report.packs_deleted += 1;
         report.bytes_freed += *size;
     }
-    let mut roots = seg_ids;
+    let mut roots = scan.effective;
     roots.extend(&plan.segments);
-    repo.delete_segments(&roots, &segments.supersedes)?;
+    repo.delete_segments(&roots, &scan.supersedes)?;
     plans::remove(&**repo.backend(), plan_id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::format::pack::BlobKind;
-
-    fn entry(name: &str, len: u32) -> BlobEntry {
-        BlobEntry {
-            id: Id::of(name.as_bytes()),
-            kind: BlobKind::Data,
-            flags: 0,
-            stored_len: len,
-            raw_len: len,
-            offset: 0,
-            frame: None,
-        }
-    }
-
-    fn pack(name: &str, entries: Vec<BlobEntry>) -> PackRecord {
-        PackRecord {
-            pack: Id::of(name.as_bytes()),
-            entries,
-        }
-    }
-
-    fn used(names: &[&str]) -> Referenced {
-        Referenced {
-            data: names.iter().map(|n| Id::of(n.as_bytes())).collect(),
-            ..Referenced::default()
-        }
-    }
-
-    /// full: all used (kept); mostly: 1 of 20 bytes unused (kept at 5%);
-    /// half: half unused (repacked); none: nothing used (doomed); a stored
-    /// pack in no index (doomed); a blob in two packs is kept once.
-    #[test]
-    fn packs_are_kept_repacked_or_doomed_by_their_unused_share() {
-        let indexed = vec![
-            pack("full", vec![entry("a", 10), entry("b", 10)]),
-            pack("mostly", vec![entry("c", 19), entry("x", 1)]),
-            pack("half", vec![entry("d", 10), entry("y", 10), entry("a", 10)]),
-            pack("none", vec![entry("z", 10)]),
-        ];
-        let stored: HashSet<Id> = ["full", "mostly", "half", "none", "stray"]
-            .iter()
-            .map(|n| Id::of(n.as_bytes()))
-            .collect();
-        let plan = PrunePlan::compute(indexed, &stored, &used(&["a", "b", "c", "d"]), 5.0);
-        let name = |id: &Id| {
-            ["full", "mostly", "half", "none", "stray"]
-                .into_iter()
-                .find(|n| Id::of(n.as_bytes()) == *id)
-                .unwrap()
-        };
-        let doomed: Vec<&str> = plan.doomed.iter().map(name).collect();
-        assert_eq!(doomed, ["half", "none", "stray"]);
-        assert_eq!(plan.repack.len(), 1);
-        assert_eq!(
-            plan.repack[0].entries,
-            vec![entry("d", 10)],
-            "a is kept in full"
-        );
-        assert_eq!(plan.keep.len(), 4, "every indexed pack stays listed");
-        let r = &plan.report;
-        assert_eq!((r.packs_kept, r.packs_repacked, r.packs_unused), (2, 1, 2));
-        assert_eq!((r.blobs_used, r.blobs_unused), (5, 3));
-        assert_eq!((r.blobs_repacked, r.bytes_repacked), (1, 10));
-    }
-
-    #[test]
-    fn nothing_to_do_when_everything_is_used() {
-        let indexed = vec![pack("p", vec![entry("a", 10)])];
-        let stored = [Id::of(b"p")].into_iter().collect();
-        assert!(PrunePlan::compute(indexed, &stored, &used(&["a"]), 5.0).is_empty());
-    }
 }
