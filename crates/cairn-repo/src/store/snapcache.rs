@@ -204,7 +204,7 @@ mod tests {
                         user: "u".into(),
                     };
                     let secret = Secret::KeyFile([9; 32].into());
-                    init_encrypted(&*backend, &config, &secret, 1, &owner, None).unwrap();
+                    init_encrypted(&*backend, &config, &secret, 1, &owner, None, None).unwrap();
                 } else {
                     Repository::init(&*backend, &config).unwrap();
                 }
