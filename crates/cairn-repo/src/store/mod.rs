@@ -16,3 +16,4 @@ pub mod packs;
 pub mod plans;
 pub mod prefetch;
 pub mod repository;
+pub(crate) mod spans;
