@@ -25,8 +25,9 @@ pub(crate) struct Prefetcher {
 struct State {
     /// Snapshot root trees whose fetch has been started.
     started: HashSet<Id>,
-    /// For each fetch still running, the trees of its current level.
-    fetching: HashMap<Id, HashSet<Id>>,
+    /// For each fetch still running, how many levels it has started and
+    /// the trees of the current one.
+    fetching: HashMap<Id, (u64, HashSet<Id>)>,
 }
 
 impl Prefetcher {
@@ -62,7 +63,7 @@ impl Prefetcher {
             if !st.started.insert(root) {
                 return;
             }
-            st.fetching.insert(root, HashSet::from([root]));
+            st.fetching.insert(root, (0, HashSet::from([root])));
         }
         let me = self.clone();
         let spawned = std::thread::Builder::new()
@@ -77,7 +78,9 @@ impl Prefetcher {
     fn run(&self, root: Id) {
         let level = |ids: &[Id]| {
             let mut st = self.lock();
-            st.fetching.insert(root, ids.iter().copied().collect());
+            let started = st.fetching.get(&root).map_or(0, |(n, _)| n + 1);
+            st.fetching
+                .insert(root, (started, ids.iter().copied().collect()));
             self.level_done.notify_all();
         };
         self.pool
@@ -91,15 +94,20 @@ impl Prefetcher {
     }
 
     /// Wait while `tree`, below the snapshot root `root`, is being fetched
-    /// and not yet in the cache.
+    /// and not yet in the cache. A tree not in the level being fetched may
+    /// be in the next (its parent came from the cache before the level
+    /// ended): it waits for one level more before the caller reads it.
     pub(crate) fn wait_for(&self, root: &Id, tree: &Id) {
         let mut st = self.lock();
-        while st
-            .fetching
-            .get(root)
-            .is_some_and(|level| level.contains(tree))
-            && !self.repo.has_cached_tree(tree)
-        {
+        let mut waited_from: Option<u64> = None;
+        while let Some((started, level)) = st.fetching.get(root) {
+            if self.repo.has_cached_tree(tree) {
+                return;
+            }
+            let first = *waited_from.get_or_insert(*started);
+            if !level.contains(tree) && *started > first {
+                return;
+            }
             st = self.level_done.wait(st).unwrap_or_else(|p| p.into_inner());
         }
     }
