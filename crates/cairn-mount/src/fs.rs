@@ -1,4 +1,6 @@
 //! The filesystem: inodes, directory listings, attributes and reads.
+//!
+//! Just over 500 lines: the FUSE callbacks and the inode table they share.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
