@@ -1,4 +1,6 @@
 //! The filesystem: inodes, directory listings, attributes and reads.
+//!
+//! Just over 500 lines: the FUSE callbacks and the inode table they share.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -14,6 +16,7 @@ use fuser::{
 };
 
 use crate::cache::ChunkCache;
+use crate::prefetch::Prefetcher;
 
 /// Repository contents never change under a snapshot: cache attributes long.
 const TTL: Duration = Duration::from_secs(3600);
@@ -27,11 +30,15 @@ struct Inode {
     children: Option<Vec<(Vec<u8>, u64)>>,
     /// Start offset of each chunk of a file, once read.
     offsets: Option<Arc<Vec<u64>>>,
+    /// The root tree of the snapshot it is in, if it is in one.
+    snapshot: Option<Id>,
 }
 
 /// The mounted repository.
 pub struct CairnFs {
-    repo: Repository,
+    repo: Arc<Repository>,
+    /// Fetches trees ahead of listings (remote repositories only).
+    prefetch: Option<Arc<Prefetcher>>,
     inodes: Mutex<Vec<Inode>>,
     cache: Mutex<ChunkCache>,
 }
@@ -116,7 +123,8 @@ impl CairnFs {
                     nsec: r.mtime_nsec,
                 };
             }
-            fs.add(snapshots, node.clone(), None);
+            let ino = fs.add(snapshots, node.clone(), None);
+            fs.inodes[ino as usize - 1].snapshot = Some(snap.tree);
             fs.add(
                 ids,
                 virtual_link(
@@ -135,19 +143,23 @@ impl CairnFs {
                 entry_name = dir_name.clone();
             }
             node.name = entry_name.as_bytes().to_vec();
-            fs.add(vol, node, None);
+            let ino = fs.add(vol, node, None);
+            fs.inodes[ino as usize - 1].snapshot = Some(snap.tree);
             fs.set_latest(vol, &entry_name, stamp(time));
         }
+        let repo = Arc::new(repo);
         Ok(CairnFs {
+            prefetch: Prefetcher::new(repo.clone()),
             repo,
             inodes: Mutex::new(fs.inodes),
             cache: Mutex::new(ChunkCache::new(CACHED_CHUNKS)),
         })
     }
 
-    /// The entries of a directory inode, loading its tree the first time.
+    /// The entries of a directory inode, loading its tree the first time
+    /// (the first listing of a snapshot starts fetching all its trees).
     fn children(&self, ino: u64) -> Result<Vec<(Vec<u8>, u64)>, Errno> {
-        let subtree = {
+        let (subtree, snapshot) = {
             let inodes = lock(&self.inodes);
             let inode = inodes.get(ino as usize - 1).ok_or(Errno::ENOENT)?;
             if let Some(c) = &inode.children {
@@ -156,8 +168,12 @@ impl CairnFs {
             if inode.node.kind != NodeKind::Dir {
                 return Err(Errno::ENOTDIR);
             }
-            inode.node.subtree
+            (inode.node.subtree, inode.snapshot)
         };
+        if let (Some(tree), Some(root), Some(p)) = (subtree, snapshot, &self.prefetch) {
+            p.start(root);
+            p.wait_for(&root, &tree);
+        }
         let nodes = match subtree {
             Some(t) => self.repo.load_tree(&t).map_err(|_| Errno::EIO)?.nodes,
             None => Vec::new(),
@@ -173,6 +189,7 @@ impl CairnFs {
                 children: None,
                 offsets: None,
                 node: node.clone(),
+                snapshot,
             });
             list.push((node.name, inodes.len() as u64));
         }
@@ -260,6 +277,7 @@ impl Builder {
             node,
             children,
             offsets: None,
+            snapshot: None,
         });
         let ino = self.inodes.len() as u64;
         if parent != 0 {

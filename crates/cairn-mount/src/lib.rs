@@ -10,11 +10,14 @@
 //! Inodes are handed out as directories are listed; a directory's tree is
 //! loaded on first use. Reads go through each file's chunk list (the chunk
 //! lengths are stored in the tree, so a read at any offset loads only the
-//! chunks it touches) and a bounded cache of decompressed chunks.
+//! chunks it touches) and a bounded cache of decompressed chunks. Over a
+//! remote repository the first listing of a snapshot fetches all its trees
+//! in the background, a level at a time.
 #![deny(missing_docs)]
 
 mod cache;
 mod fs;
+mod prefetch;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

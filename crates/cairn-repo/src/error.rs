@@ -119,6 +119,26 @@ pub enum Error {
         /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// Building a pack in the spool directory failed (it cannot be
+    /// created or written, or the disk is full).
+    #[error("{path}: {source} (building a pack for upload; for a remote repository packs are built in $TMPDIR, else /tmp)")]
+    Spool {
+        /// The spool directory or file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The spool directory in the shared temporary directory is not this
+    /// user's alone: another user could swap a pack before it is uploaded.
+    #[error("{path}: not a private directory of this user (owner uid {owner}, mode {mode:o}); remove it, or set TMPDIR to another directory")]
+    SpoolNotPrivate {
+        /// The spool directory.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A local filesystem operation during backup or restore.
     #[error("{path}: {source}")]
     Io {

@@ -16,7 +16,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, S3ConditionalPut};
 use object_store::client::{HttpError, HttpErrorKind};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, WriteMultipart};
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutMode, WriteMultipart};
 
 use crate::aws_env::{self, AwsEnv, ResolvedSettings};
 use crate::error::{RemoteError, S3Error};
@@ -24,6 +24,7 @@ use crate::location::S3Location;
 use crate::metered::{counting_puts, MeteredConnector};
 use crate::options::S3Options;
 use crate::stats::{RequestStats, RequestStatsSnapshot};
+use crate::stream::RangeStream;
 
 /// Parts of one multipart upload in flight at once: each holds a part in
 /// memory, and several uploads may run side by side.
@@ -122,7 +123,7 @@ impl S3Backend {
         &self.location
     }
 
-    fn block_on<F: Future>(&self, f: F) -> F::Output {
+    pub(crate) fn block_on<F: Future>(&self, f: F) -> F::Output {
         self.runtime.block_on(f)
     }
 
@@ -147,7 +148,7 @@ impl S3Backend {
         }
     }
 
-    fn err(&self, key: &str, e: object_store::Error) -> BackendError {
+    pub(crate) fn err(&self, key: &str, e: object_store::Error) -> BackendError {
         match e {
             object_store::Error::NotFound { .. } => BackendError::NotFound {
                 key: self.name(key),
@@ -358,24 +359,36 @@ impl S3Backend {
                 .map(|_| Vec::new())
                 .map_err(|e| self.err(key, e));
         }
-        let e = match self.store.get_range(&path, offset..offset + len).await {
-            Ok(b) if b.len() as u64 == len => return Ok(Vec::from(b)),
-            Ok(b) => return Err(self.short(key, offset, len, offset + b.len() as u64)),
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(BackendError::NotFound {
-                    key: self.name(key),
-                })
-            }
-            Err(e) => e,
-        };
+        match self.store.get_range(&path, offset..offset + len).await {
+            Ok(b) if b.len() as u64 == len => Ok(Vec::from(b)),
+            Ok(b) => Err(self.short(key, offset, len, offset + b.len() as u64)),
+            Err(e) => Err(self.range_failed(key, &path, offset, len, e).await),
+        }
+    }
+
+    /// A range request that failed: a missing object is `NotFound`, a range
+    /// past its end a short read, anything else the store's error.
+    async fn range_failed(
+        &self,
+        key: &str,
+        path: &Path,
+        offset: u64,
+        len: u64,
+        e: object_store::Error,
+    ) -> BackendError {
+        if let object_store::Error::NotFound { .. } = e {
+            return BackendError::NotFound {
+                key: self.name(key),
+            };
+        }
         // A range that starts past the end is refused (416) rather than
         // answered short; tell that apart from a real failure.
-        match self.store.head(&path).await {
-            Ok(meta) if meta.size < offset + len => Err(self.short(key, offset, len, meta.size)),
-            Err(object_store::Error::NotFound { .. }) => Err(BackendError::NotFound {
+        match self.store.head(path).await {
+            Ok(meta) if meta.size < offset + len => self.short(key, offset, len, meta.size),
+            Err(object_store::Error::NotFound { .. }) => BackendError::NotFound {
                 key: self.name(key),
-            }),
-            _ => Err(self.err(key, e)),
+            },
+            _ => self.err(key, e),
         }
     }
 
@@ -516,6 +529,30 @@ impl Backend for S3Backend {
 
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, BackendError> {
         self.block_on(self.range(key, offset, len))
+    }
+
+    /// One GET whose body is handed over as it arrives (see
+    /// [`RangeStream`]); it holds a connection until read or dropped.
+    fn open_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Box<dyn Read + Send + '_>, BackendError> {
+        if len == 0 {
+            return Ok(Box::new(io::Cursor::new(self.get_range(key, offset, 0)?)));
+        }
+        let path = self.path(key)?;
+        let options = GetOptions::new().with_range(Some(offset..offset + len));
+        match self.block_on(self.store.get_opts(&path, options)) {
+            Ok(got) => Ok(Box::new(RangeStream::new(
+                self,
+                key,
+                got.into_stream(),
+                len,
+            ))),
+            Err(e) => Err(self.block_on(self.range_failed(key, &path, offset, len, e))),
+        }
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BackendError> {

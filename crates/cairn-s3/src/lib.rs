@@ -32,6 +32,7 @@ mod metered;
 mod options;
 mod profile;
 mod stats;
+mod stream;
 
 pub use aws_env::{AwsEnv, CredentialSource, ResolvedSettings};
 pub use backend::S3Backend;

@@ -3,7 +3,7 @@
 //! that an object store can hold a repository as well as a directory.
 
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// What went wrong with one object; every variant names its key.
@@ -122,6 +122,21 @@ pub trait Backend: Send + Sync {
     fn get(&self, key: &str) -> BackendResult<Vec<u8>>;
     /// `len` bytes from `offset`; fails if the object is shorter.
     fn get_range(&self, key: &str, offset: u64, len: u64) -> BackendResult<Vec<u8>>;
+    /// `len` bytes from `offset`, handed over as they arrive, for a range
+    /// too long to hold at once that is used a piece at a time. Reading
+    /// fails (`UnexpectedEof` at the latest) if the object is shorter.
+    /// The reader may hold one of the backend's connections until it is
+    /// read to its end or dropped: whoever reads it must not wait meanwhile
+    /// for anything that needs another request. By default the range is
+    /// read whole, into memory (backends that can stream override it).
+    fn open_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> BackendResult<Box<dyn Read + Send + '_>> {
+        Ok(Box::new(io::Cursor::new(self.get_range(key, offset, len)?)))
+    }
     /// Every object whose key starts with `prefix` (a directory-like prefix
     /// such as `snapshots/`), with its size, sorted by key.
     fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>>;

@@ -72,6 +72,26 @@ impl LocalBackend {
     }
 }
 
+/// Bytes `[at, end)` of a file, read in place (no seek position shared
+/// with other readers of the same open file).
+struct FileRange {
+    file: Arc<File>,
+    at: u64,
+    end: u64,
+}
+
+impl io::Read for FileRange {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = (self.end - self.at).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -228,6 +248,35 @@ impl Backend for LocalBackend {
             Ok(buf)
         };
         read().map_err(|e| self.err(key, e))
+    }
+
+    /// Read straight from the file as the range is consumed; a range past
+    /// the end fails at once, as `get_range` does.
+    fn open_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> BackendResult<Box<dyn io::Read + Send + '_>> {
+        let open = || -> io::Result<FileRange> {
+            let file = self.open_cached(key)?;
+            let size = file.metadata()?.len();
+            if offset.checked_add(len).is_none_or(|end| end > size) {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("range of {len} bytes at offset {offset} is past the end of the object ({size} bytes)"),
+                ));
+            }
+            Ok(FileRange {
+                file,
+                at: offset,
+                end: offset + len,
+            })
+        };
+        match open() {
+            Ok(range) => Ok(Box::new(range)),
+            Err(e) => Err(self.err(key, e)),
+        }
     }
 
     fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {

@@ -17,3 +17,4 @@ pub mod plans;
 pub mod prefetch;
 pub mod repository;
 pub mod snapcache;
+pub(crate) mod spans;

@@ -45,7 +45,9 @@ impl ObjectCache {
         let Some(path) = self.path(key) else {
             return;
         };
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        // Unique per write, not per process: threads of one process (a
+        // mount's prefetch and its listings) may cache the same key at once.
+        let tmp = path.with_extension(crate::random::unique_name("tmp"));
         let write = || -> std::io::Result<()> {
             create_dir_durable(path.parent().unwrap_or(Path::new(".")))?;
             let mut f = create_private(&tmp)?;

@@ -37,7 +37,6 @@ use crate::format::pack::{
 };
 use crate::format::segment::PackRecord;
 use crate::random::{random_bytes, unique_name};
-use crate::store::backend::BackendError;
 use crate::store::local::{create_dir_durable, create_private};
 use crate::{Backend, Error, Result};
 
@@ -81,18 +80,50 @@ struct PackWriter {
 /// Spool failures are storage errors (a full disk, say), never errors of
 /// the file being backed up.
 fn spool_err(path: &Path, source: std::io::Error) -> Error {
-    Error::Backend(BackendError::Io {
-        key: path.display().to_string(),
+    Error::Spool {
+        path: path.to_path_buf(),
         source,
-    })
+    }
 }
 
 /// Where packs are built before they are stored: the backend's staging
-/// directory, else a private directory under the system's temporary one.
+/// directory (a local repository's own), else [`temp_spool`].
 pub fn spool_dir(backend: &dyn Backend) -> PathBuf {
-    backend
-        .staging_dir()
-        .unwrap_or_else(|| std::env::temp_dir().join("cairn-spool"))
+    backend.staging_dir().unwrap_or_else(temp_spool)
+}
+
+/// The spool of this user in the temporary directory (`TMPDIR`, else
+/// `/tmp`): one per user, since one shared by all would either refuse
+/// every user but its creator (it is private) or let users touch each
+/// other's packs. Processes of one user share it: every file has a random
+/// name, created exclusively, and is locked while in use.
+pub fn temp_spool() -> PathBuf {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    std::env::temp_dir().join(format!("cairn-spool-{uid}"))
+}
+
+/// Make the spool directory if it is missing. In the shared temporary
+/// directory, also refuse one that is not this user's alone (made by
+/// another user, a symlink, open to others): whoever can write there could
+/// replace a pack file between its writing and its upload.
+fn prepare_spool(spool: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    create_dir_durable(spool).map_err(|e| spool_err(spool, e))?;
+    if spool != temp_spool() {
+        return Ok(());
+    }
+    let meta = fs::symlink_metadata(spool).map_err(|e| spool_err(spool, e))?;
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if meta.is_dir() && meta.uid() == uid && meta.mode() & 0o077 == 0 {
+        return Ok(());
+    }
+    Err(Error::SpoolNotPrivate {
+        path: spool.to_path_buf(),
+        owner: meta.uid(),
+        mode: meta.mode() & 0o7777,
+    })
 }
 
 /// Remove spool files older than `age` that no process is writing (left
@@ -146,7 +177,7 @@ fn try_lock(file: &File) -> bool {
 
 impl PackWriter {
     fn create(spool: &Path) -> Result<PackWriter> {
-        create_dir_durable(spool).map_err(|e| spool_err(spool, e))?;
+        prepare_spool(spool)?;
         // A random name, created exclusively: a file left by a dead process
         // can never be in the way (a name made of the pid could be).
         let path = spool.join(unique_name("pack-"));

@@ -11,6 +11,7 @@ use cairn_chunk::Id;
 
 use super::index::Location;
 use super::repository::Repository;
+use super::spans::{cut, ReadPlan};
 use crate::format::crypto::{Codec, Domain};
 use crate::format::frame::{decode_frame, member};
 use crate::format::layout::{self, FileType};
@@ -118,7 +119,7 @@ impl Repository {
     /// Every member of a frame arrives with the whole frame's stored bytes:
     /// they are decoded only when the frame is not cached yet, and read in
     /// place (opened or decompressed from the loan, never copied first).
-    fn decode_lent(&self, loc: &Location, stored: &[u8]) -> Result<Vec<u8>> {
+    pub(crate) fn decode_lent(&self, loc: &Location, stored: &[u8]) -> Result<Vec<u8>> {
         match self.cached_member(loc) {
             Some(member) => member,
             None => self.decode_stored(loc, Cow::Borrowed(stored)),
@@ -170,35 +171,9 @@ impl Repository {
         entries: &[BlobEntry],
         mut each: impl FnMut(&BlobEntry, Result<&[u8]>),
     ) {
-        // Entries no blob can have (lengths beyond the repository's limits,
-        // or an end past u64) are never part of a read: a forged index
-        // must not choose how much is allocated.
-        let limits = self.config().blob_limits();
-        let mut entries: Vec<BlobEntry> = entries
-            .iter()
-            .filter(|e| {
-                let why = match limits.check(e) {
-                    Err(why) => why,
-                    Ok(()) if blob_end(e).is_none() => {
-                        format!("offset {} + length {} overflows", e.offset, e.stored_len)
-                    }
-                    Ok(()) => return true,
-                };
-                each(
-                    e,
-                    Err(Error::corrupt(
-                        "blob",
-                        e.id,
-                        format!("in pack {}: {why}", pack.short()),
-                    )),
-                );
-                false
-            })
-            .copied()
-            .collect();
-        entries.sort_by_key(|e| e.offset);
+        let entries = self.readable_entries(pack, entries, &mut each);
         let key = layout::key(FileType::Pack, pack);
-        for run in read_runs(&entries) {
+        for run in cut(&entries, ReadPlan::LOCAL) {
             let start = run[0].offset;
             // Not the last blob's end: a blob that starts earlier can end
             // later (an empty blob shares its offset with the next one, and
@@ -225,48 +200,48 @@ impl Repository {
     }
 }
 
-/// Where a blob ends in its pack; `None` past u64 (a forged entry).
-fn blob_end(e: &BlobEntry) -> Option<u64> {
-    e.offset.checked_add(u64::from(e.stored_len))
-}
-
-/// The blobs to read, pack by pack, cut into the ranges read at once (see
-/// [`read_runs`]): one item per range, so that many readers can share the
-/// reads of one large pack.
-pub(crate) fn range_reads(
-    by_pack: impl IntoIterator<Item = (Id, Vec<BlobEntry>)>,
-) -> Vec<(Id, Vec<BlobEntry>)> {
-    let mut reads = Vec::new();
-    for (pack, mut entries) in by_pack {
+impl Repository {
+    /// `entries` in offset order, without those no blob can have (lengths
+    /// beyond the repository's limits, or an end past u64), which `each`
+    /// gets as damage: a forged index must not choose how much is read or
+    /// allocated.
+    pub(crate) fn readable_entries(
+        &self,
+        pack: &Id,
+        entries: &[BlobEntry],
+        each: &mut impl FnMut(&BlobEntry, Result<&[u8]>),
+    ) -> Vec<BlobEntry> {
+        let limits = self.config().blob_limits();
+        let mut entries: Vec<BlobEntry> = entries
+            .iter()
+            .filter(|e| {
+                let why = match limits.check(e) {
+                    Err(why) => why,
+                    Ok(()) if blob_end(e).is_none() => {
+                        format!("offset {} + length {} overflows", e.offset, e.stored_len)
+                    }
+                    Ok(()) => return true,
+                };
+                each(
+                    e,
+                    Err(Error::corrupt(
+                        "blob",
+                        e.id,
+                        format!("in pack {}: {why}", pack.short()),
+                    )),
+                );
+                false
+            })
+            .copied()
+            .collect();
         entries.sort_by_key(|e| e.offset);
-        reads.extend(read_runs(&entries).into_iter().map(|r| (pack, r.to_vec())));
+        entries
     }
-    reads
 }
 
-/// Entries of a pack in offset order, grouped into ranges read at once.
-/// Nothing overflows whatever the entries claim: an entry whose end is
-/// past u64 is read on its own (and callers reject it before).
-pub(crate) fn read_runs(entries: &[BlobEntry]) -> Vec<&[BlobEntry]> {
-    const GAP: u64 = 64 << 10;
-    const MAX: u64 = 2 << 20;
-    let mut runs = Vec::new();
-    let mut start = 0;
-    for i in 1..=entries.len() {
-        let split = i == entries.len() || {
-            let (prev, next) = (&entries[i - 1], &entries[i]);
-            let joined = blob_end(prev)
-                .and_then(|prev_end| prev_end.checked_add(GAP))
-                .is_some_and(|reach| next.offset <= reach);
-            let span = blob_end(next).and_then(|end| end.checked_sub(entries[start].offset));
-            !joined || span.is_none_or(|span| span > MAX)
-        };
-        if split {
-            runs.push(&entries[start..i]);
-            start = i;
-        }
-    }
-    runs
+/// Where a blob ends in its pack; `None` past u64 (a forged entry).
+pub(crate) fn blob_end(e: &BlobEntry) -> Option<u64> {
+    e.offset.checked_add(u64::from(e.stored_len))
 }
 
 /// Open (if sealed), decompress and verify a blob's stored bytes (for a
@@ -393,68 +368,6 @@ fn decode_opened(
 mod tests {
     use super::*;
     use crate::format::pack::BlobKind;
-
-    /// A plain data blob of `len` bytes at `offset`.
-    fn entry(offset: u64, len: u32) -> BlobEntry {
-        BlobEntry {
-            id: Id::of(&offset.to_le_bytes()),
-            kind: BlobKind::Data,
-            flags: 0,
-            stored_len: len,
-            raw_len: len,
-            offset,
-            frame: None,
-        }
-    }
-
-    #[test]
-    fn reads_group_nearby_blobs_and_split_at_gaps_and_size() {
-        let k = 1u64 << 10;
-        let entries = vec![
-            entry(0, 1024),
-            entry(2 * k, 1024),          // small gap: same read
-            entry(1024 * k, 1024),       // 1 MiB gap: new read
-            entry(1026 * k, 2040 << 10), // same read, but ...
-            entry(3070 * k, 8 << 10),    // ... this would pass 2 MiB in one read
-        ];
-        let sizes: Vec<usize> = read_runs(&entries).iter().map(|r| r.len()).collect();
-        assert_eq!(sizes, vec![2, 2, 1]);
-        assert!(read_runs(&[]).is_empty());
-    }
-
-    #[test]
-    fn range_reads_cut_every_pack_into_its_runs_in_offset_order() {
-        let (a, b) = (Id::of(b"a"), Id::of(b"b"));
-        let reads = range_reads([
-            (
-                a,
-                vec![entry(4 << 20, 10), entry(0, 10), entry(1 << 10, 10)],
-            ),
-            (b, vec![entry(0, 10)]),
-        ]);
-        let shape: Vec<(Id, Vec<u64>)> = reads
-            .iter()
-            .map(|(p, es)| (*p, es.iter().map(|e| e.offset).collect()))
-            .collect();
-        assert_eq!(
-            shape,
-            vec![(a, vec![0, 1 << 10]), (a, vec![4 << 20]), (b, vec![0])]
-        );
-    }
-
-    #[test]
-    fn grouping_reads_never_overflows_whatever_the_entries_claim() {
-        let entries = vec![
-            entry(0, 10),
-            entry(u64::MAX - 100, 50),
-            entry(u64::MAX - 40, 30),
-            entry(u64::MAX - 5, u32::MAX),
-            entry(u64::MAX, 1),
-        ];
-        let runs = read_runs(&entries);
-        assert_eq!(runs.iter().map(|r| r.len()).sum::<usize>(), entries.len());
-        assert_eq!(runs[0].len(), 1);
-    }
 
     #[test]
     fn a_blob_claiming_more_than_a_chunk_is_corrupt_before_any_allocation() {

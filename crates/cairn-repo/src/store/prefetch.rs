@@ -2,7 +2,7 @@
 //! walk needs them. A walk reads one tree at a time, each waiting for the
 //! one above it; over a network that is one round trip per directory. Here
 //! the trees are fetched a level at a time, every missing tree of a level
-//! at once, in coalesced range reads spread over many threads.
+//! at once, in spans of tree packs streamed on many threads.
 
 use std::collections::{HashMap, HashSet};
 
@@ -12,7 +12,8 @@ use rayon::prelude::*;
 use crate::format::pack::{BlobEntry, BlobKind};
 use crate::format::tree::Tree;
 use crate::store::index::Location;
-use crate::store::packs::{decode_blob, range_reads};
+use crate::store::packs::decode_blob;
+use crate::store::spans::plan_spans;
 use crate::Repository;
 
 impl Repository {
@@ -27,18 +28,41 @@ impl Repository {
     /// Runs on the current rayon pool: install one with as many threads as
     /// requests should be in flight.
     pub fn prefetch_trees(&self, root: Id) {
-        if !self.objects().enabled() {
-            return;
-        }
+        self.prefetch_trees_with(root, &|_| {})
+    }
+
+    /// As [`Repository::prefetch_trees`], telling `level` before each
+    /// level which trees it names (some may be cached already), and with
+    /// none once done: a reader that needs one of them can wait for it
+    /// rather than fetch it a second time.
+    pub fn prefetch_trees_with(&self, root: Id, level: &(dyn Fn(&[Id]) + Sync)) {
         let mut seen = HashSet::new();
-        let mut level = vec![root];
-        while !level.is_empty() {
-            let missing: Vec<Id> = level
+        let mut next = if self.objects().enabled() {
+            vec![root]
+        } else {
+            Vec::new()
+        };
+        while !next.is_empty() {
+            level(&next);
+            let missing: Vec<Id> = next
                 .into_iter()
-                .filter(|id| seen.insert(*id) && !self.objects().has(&tree_key(id)))
+                .filter(|id| seen.insert(*id) && !self.has_cached_tree(id))
                 .collect();
-            level = self.fetch_trees(&missing);
+            next = self.fetch_trees(&missing);
         }
+        level(&[]);
+    }
+
+    /// Whether the tree `id` is in the local object cache (its bytes are
+    /// checked when it is read).
+    pub fn has_cached_tree(&self, id: &Id) -> bool {
+        self.objects().has(&tree_key(id))
+    }
+
+    /// Whether trees read from this repository are kept in a local cache
+    /// (a remote repository), so that fetching them ahead is worthwhile.
+    pub fn caches_trees(&self) -> bool {
+        self.objects().enabled()
     }
 
     /// Fetch, check and cache the trees `ids`; the subtrees they name.
@@ -52,11 +76,11 @@ impl Repository {
                 by_pack.entry(loc.pack).or_default().push(loc.entry);
             }
         }
-        range_reads(by_pack)
+        plan_spans(by_pack, self.read_plan(), rayon::current_num_threads())
             .par_iter()
             .flat_map_iter(|(pack, entries)| {
                 let mut below = Vec::new();
-                self.read_ranges(pack, entries, |e, stored| {
+                self.stream_stored(pack, entries, |e, stored| {
                     if let Ok(stored) = stored {
                         below.extend(self.keep_tree(pack, e, stored));
                     }

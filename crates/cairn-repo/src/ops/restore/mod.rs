@@ -229,7 +229,7 @@ pub fn restore(
             counters: &counters,
             problems: &problems,
             links: &links,
-            readers: readers.as_ref(),
+            readers: readers.as_ref().map(rayon::ThreadPool::current_num_threads),
             fresh: !in_place,
         },
         filters: &filters,
