@@ -54,8 +54,9 @@ pub struct VolumeMount {
 
 /// The volumes among a container's mounts (anonymous ones too: the engine
 /// names them by a hex id); bind mounts and tmpfs are not volumes.
+/// Sorted by destination: the engine's order varies between inspections.
 fn named_volume_mounts(mounts: &[MountPoint]) -> Vec<VolumeMount> {
-    mounts
+    let mut named: Vec<VolumeMount> = mounts
         .iter()
         .filter(|m| m.typ.as_deref() == Some("volume"))
         .filter_map(|m| {
@@ -65,7 +66,9 @@ fn named_volume_mounts(mounts: &[MountPoint]) -> Vec<VolumeMount> {
                 read_only: m.rw == Some(false),
             })
         })
-        .collect()
+        .collect();
+    named.sort_by(|a, b| a.destination.cmp(&b.destination));
+    named
 }
 
 fn strip_slash(name: &str) -> String {
@@ -129,7 +132,7 @@ impl Engine {
         Ok(from_inspect(&self.inspect(name)?))
     }
 
-    /// The named volumes container `name` mounts, in the engine's order:
+    /// The named volumes container `name` mounts, by destination path:
     /// what `--docker-container` backs up, one snapshot each.
     pub fn volume_mounts(&self, name: &str) -> Result<Vec<VolumeMount>> {
         let c = self.inspect(name)?;
