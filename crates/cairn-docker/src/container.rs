@@ -211,7 +211,7 @@ mod tests {
     }
 
     #[test]
-    fn only_named_volumes_count_as_volume_mounts() {
+    fn only_named_volumes_count_as_volume_mounts_sorted_by_destination() {
         let mounts = [
             mount("bind", None, "/etc/app.conf", false),
             mount("volume", Some("pgdata"), "/var/lib/postgresql/data", true),
@@ -222,14 +222,14 @@ mod tests {
             named_volume_mounts(&mounts),
             [
                 VolumeMount {
-                    volume: "pgdata".into(),
-                    destination: "/var/lib/postgresql/data".into(),
-                    read_only: false,
-                },
-                VolumeMount {
                     volume: "certs".into(),
                     destination: "/certs".into(),
                     read_only: true,
+                },
+                VolumeMount {
+                    volume: "pgdata".into(),
+                    destination: "/var/lib/postgresql/data".into(),
+                    read_only: false,
                 },
             ]
         );
