@@ -26,7 +26,7 @@ impl Selection {
 }
 
 /// The volumes of `selection`, each once, in the order asked for (a
-/// container's in its mount order, `--docker-all`'s by name). An unknown
+/// container's by mount path, `--docker-all`'s by name). An unknown
 /// volume or container is an error naming it, before anything is backed up.
 pub fn select_volumes(engine: &Engine, selection: &Selection) -> Result<Vec<VolumeInfo>> {
     let mut names: Vec<String> = selection.volumes.clone();
