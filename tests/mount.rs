@@ -13,19 +13,6 @@ use std::time::{Duration, Instant};
 use common::forge;
 use common::*;
 
-fn fuse_usable() -> Result<(), &'static str> {
-    if !is_root() {
-        return Err("not root");
-    }
-    if !Path::new("/dev/fuse").exists() {
-        return Err("no /dev/fuse");
-    }
-    if Command::new("fusermount3").arg("-V").output().is_err() {
-        return Err("no fusermount3 (install fuse3)");
-    }
-    Ok(())
-}
-
 /// Unmounts and kills the mount process however the test ends.
 struct Mounted {
     child: Child,

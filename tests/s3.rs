@@ -50,14 +50,7 @@ impl S3 {
         let mut c = Command::new(cairn_bin());
         c.arg("--repo").arg(url).arg("--cache-dir").arg(cache);
         self.env.isolate(&mut c);
-        c.env("AWS_ENDPOINT_URL", &self.endpoint)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env_remove("AWS_PROFILE")
-            .env("CAIRN_PASSWORD", "s3-test")
-            .env("CAIRN_S3_RETRIES", "3")
-            .env("CAIRN_S3_RETRY_TIMEOUT", "5");
+        s3_test_env(&mut c, &self.endpoint);
         c
     }
 

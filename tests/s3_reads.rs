@@ -38,14 +38,7 @@ impl S3 {
         let mut c = Command::new(cairn_bin());
         c.arg("--repo").arg(&self.url).arg("--cache-dir").arg(cache);
         self.env.isolate(&mut c);
-        c.env("AWS_ENDPOINT_URL", &self.endpoint)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env_remove("AWS_PROFILE")
-            .env("CAIRN_PASSWORD", "s3-test")
-            .env("CAIRN_S3_RETRIES", "3")
-            .env("CAIRN_S3_RETRY_TIMEOUT", "5");
+        s3_test_env(&mut c, &self.endpoint);
         c
     }
 
@@ -241,19 +234,6 @@ fn mount_fetches_a_snapshots_trees_a_level_at_a_time() {
     // per level (the config, keys, index and snapshot come first).
     let gets = summary["requests"]["get"].as_u64().unwrap();
     assert!(gets < 20, "{gets} GETs for 40 trees: {summary}");
-}
-
-fn fuse_usable() -> Result<(), &'static str> {
-    if !is_root() {
-        return Err("not root");
-    }
-    if !Path::new("/dev/fuse").exists() {
-        return Err("no /dev/fuse");
-    }
-    if Command::new("fusermount3").arg("-V").output().is_err() {
-        return Err("no fusermount3 (install fuse3)");
-    }
-    Ok(())
 }
 
 /// A mount process, unmounted (and its process ended) however the test ends.

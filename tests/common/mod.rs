@@ -598,3 +598,31 @@ pub fn list_tree(root: &Path) -> Vec<String> {
         .map(|k| String::from_utf8_lossy(&k).into_owned())
         .collect()
 }
+
+/// Whether `cairn mount` can run here (root, /dev/fuse, fusermount3), or
+/// why not.
+pub fn fuse_usable() -> Result<(), &'static str> {
+    if !is_root() {
+        return Err("not root");
+    }
+    if !Path::new("/dev/fuse").exists() {
+        return Err("no /dev/fuse");
+    }
+    if Command::new("fusermount3").arg("-V").output().is_err() {
+        return Err("no fusermount3 (install fuse3)");
+    }
+    Ok(())
+}
+
+/// Point `c` at the loopback S3 server at `endpoint` with the test
+/// credentials, a repository password, and retries short enough for tests.
+pub fn s3_test_env(c: &mut Command, endpoint: &str) {
+    c.env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .env("CAIRN_PASSWORD", "s3-test")
+        .env("CAIRN_S3_RETRIES", "3")
+        .env("CAIRN_S3_RETRY_TIMEOUT", "5");
+}

@@ -88,15 +88,21 @@ impl Repository {
         &self,
         pack: &Id,
         entries: &[BlobEntry],
-        mut each: impl FnMut(&BlobEntry, Result<Vec<u8>>),
+        each: impl FnMut(&BlobEntry, Result<Vec<u8>>),
     ) {
-        self.read_ranges(pack, entries, |e, stored| {
-            let loc = Location {
-                pack: *pack,
-                entry: *e,
-            };
+        self.read_ranges(pack, entries, self.decoding(*pack, each))
+    }
+
+    /// `each` fed decoded blobs by a reader that lends stored bytes.
+    pub(crate) fn decoding<'a>(
+        &'a self,
+        pack: Id,
+        mut each: impl FnMut(&BlobEntry, Result<Vec<u8>>) + 'a,
+    ) -> impl FnMut(&BlobEntry, Result<&[u8]>) + 'a {
+        move |e, stored| {
+            let loc = Location { pack, entry: *e };
             each(e, stored.and_then(|s| self.decode_lent(&loc, s)))
-        })
+        }
     }
 
     /// Decode a blob from its stored bytes (for a frame member, the

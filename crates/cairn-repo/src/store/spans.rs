@@ -12,7 +12,6 @@ use std::io::Read;
 
 use cairn_chunk::Id;
 
-use super::index::Location;
 use super::packs::blob_end;
 use super::repository::Repository;
 use crate::format::layout::{self, FileType};
@@ -180,15 +179,9 @@ impl Repository {
         &self,
         pack: &Id,
         entries: &[BlobEntry],
-        mut each: impl FnMut(&BlobEntry, Result<Vec<u8>>),
+        each: impl FnMut(&BlobEntry, Result<Vec<u8>>),
     ) {
-        self.stream_stored(pack, entries, |e, stored| {
-            let loc = Location {
-                pack: *pack,
-                entry: *e,
-            };
-            each(e, stored.and_then(|s| self.decode_lent(&loc, s)))
-        })
+        self.stream_stored(pack, entries, self.decoding(*pack, each))
     }
 
     /// As [`Repository::stream_blobs`], lending each blob's stored bytes.

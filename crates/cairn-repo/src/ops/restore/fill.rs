@@ -28,7 +28,6 @@ use super::{Counters, Problems, RestoreProgress};
 use crate::format::crypto::Codec;
 use crate::format::pack::BlobEntry;
 use crate::format::tree::Node;
-use crate::store::index::Location;
 use crate::store::spans::{plan_spans, Span};
 use crate::{Error, Repository};
 
@@ -128,13 +127,7 @@ impl Filler<'_> {
             open: AtomicUsize::new(0),
         };
         let readers = self.readers.unwrap_or_else(rayon::current_num_threads);
-        let spans = plan_spans(
-            self.locate(&batch, &wanted)
-                .into_iter()
-                .map(|(pack, locs)| (pack, locs.iter().map(|l| l.entry).collect())),
-            self.repo.read_plan(),
-            readers,
-        );
+        let spans = plan_spans(self.locate(&batch, &wanted), self.repo.read_plan(), readers);
         let read = |(pack, entries): &Span| self.restore_pack(&batch, pack, entries, &wanted);
         match self.readers {
             Some(n) => on_threads(n, &spans, read),
@@ -247,14 +240,14 @@ impl Filler<'_> {
     }
 
     /// Group the wanted blobs by pack; blobs the index lacks fail their files.
-    fn locate(&self, batch: &Batch, wanted: &HashMap<Id, Vec<Target>>) -> Vec<(Id, Vec<Location>)> {
+    fn locate(&self, batch: &Batch, wanted: &HashMap<Id, Vec<Target>>) -> Vec<Span> {
         let ids: Vec<Id> = wanted.keys().copied().collect();
-        let mut by_pack: HashMap<Id, Vec<Location>> = HashMap::new();
+        let mut by_pack: HashMap<Id, Vec<BlobEntry>> = HashMap::new();
         match self.repo.index().lookup_many(&ids) {
             Ok(locs) => {
                 for (id, loc) in ids.iter().zip(locs) {
                     match loc {
-                        Some(l) => by_pack.entry(l.pack).or_default().push(l),
+                        Some(l) => by_pack.entry(l.pack).or_default().push(l.entry),
                         None => self.fail_all(batch, &wanted[id], &Error::MissingBlob(*id)),
                     }
                 }
